@@ -1,0 +1,20 @@
+/**
+ * modarch: rule tasks, modular models, training and metrics for the benchmark of
+ * "Is a Modular Architecture Enough?" (Mittal, Bengio, Lajoie, NeurIPS 2022).
+ */
+export * as tf from '@tensorflow/tfjs';
+export * from './errors';
+export * from './engine';
+export * from './random';
+export * from './profiles';
+export * from './progress';
+export * from './checkpoint';
+export * from './parameters';
+export * from './optimizer';
+export * from './kernels';
+export * from './tasks/types';
+export * from './tasks/mlp';
+export * from './tasks';
+export * from './models';
+export * from './train';
+export * from './metrics';

@@ -1,0 +1,131 @@
+import { requireDistribution, requireInteger, requireChoice, SettingError } from '../errors';
+import { cumulativeOf, RandomStream, streamKey } from '../random';
+import { DataBatch, OOD_SCALE, SampleOptions, Task, TaskDescription, TaskMode, TASK_MODES } from './types';
+
+/** A rule of the MLP task: maps the two input numbers to a real-valued target. */
+export interface MlpRule {
+  name: string;
+  apply: (x1: number, x2: number) => number;
+}
+
+/** The linear rule y = a x1 + b x2 that the benchmark draws for each rule. */
+export function linearRule(a: number, b: number): MlpRule {
+  return { name: `${a.toFixed(3)}*x1 + ${b.toFixed(3)}*x2`, apply: (x1, x2) => a * x1 + b * x2 };
+}
+
+/** Settings of an MLP rule task. */
+export interface MlpTaskSettings {
+  mode: TaskMode;
+  /**
+   * Number of linear rules drawn from the data seed, or the rules themselves: a function
+   * `(x1, x2) => y` (its name labels it) or a named `MlpRule`.
+   */
+  rules: number | Array<MlpRule | ((x1: number, x2: number) => number)>;
+  dataSeed?: number;
+  /** Distribution of rules; uniform by default. */
+  ruleProbabilities?: number[];
+}
+
+/**
+ * Creates the MLP rule task. Each sample draws x1, x2 ~ N(0, 1) and a rule c; the input is
+ * [x1, x2, onehot(c)] and the regression target is rule c applied to (x1, x2); the
+ * classification label is 1 when that value is >= 0. Linear rules draw a_r, b_r ~ N(0, 1)
+ * from the data seed alone, so one seed always gives the same task.
+ */
+export function createMlpTask(settings: MlpTaskSettings): MlpTask {
+  const mode = requireChoice('mode', settings.mode, TASK_MODES);
+  const dataSeed = requireInteger('dataSeed', settings.dataSeed ?? 0, 0);
+  const rules = resolveRules(settings.rules, dataSeed);
+  const ruleProbabilities = settings.ruleProbabilities
+    ? requireDistribution('ruleProbabilities', settings.ruleProbabilities, rules.length)
+    : rules.map(() => 1 / rules.length);
+  return new MlpTask(mode, rules, dataSeed, ruleProbabilities);
+}
+
+function resolveRules(rules: MlpTaskSettings['rules'], dataSeed: number): MlpRule[] {
+  if (typeof rules === 'number') {
+    requireInteger('rules', rules, 2, 1024);
+    const stream = new RandomStream(streamKey('mlp-task', dataSeed));
+    return Array.from({ length: rules }, () => {
+      const a = stream.normal();
+      const b = stream.normal();
+      return linearRule(a, b);
+    });
+  }
+  if (!Array.isArray(rules) || rules.length < 2) {
+    throw new SettingError('rules', rules, 'an integer >= 2 or a list of at least 2 rule functions');
+  }
+  return rules.map((rule, index) => {
+    if (typeof rule === 'function') return { name: rule.name || `rule ${index}`, apply: rule };
+    if (rule && typeof rule.apply === 'function') return { name: rule.name || `rule ${index}`, apply: rule.apply };
+    throw new SettingError(`rules[${index}]`, rule, 'a function (x1, x2) => number or { name, apply }');
+  });
+}
+
+/** The MLP rule task; see `createMlpTask`. */
+export class MlpTask implements Task {
+  readonly architecture = 'mlp' as const;
+  readonly ruleCount: number;
+  readonly inputSize: number;
+  readonly outputSize = 1;
+  readonly trainLength = 1;
+  readonly evalLengths = [1];
+
+  constructor(
+    readonly mode: TaskMode,
+    readonly rules: MlpRule[],
+    readonly dataSeed: number,
+    readonly ruleProbabilities: number[],
+  ) {
+    this.ruleCount = rules.length;
+    this.inputSize = 2 + rules.length;
+  }
+
+  /** Regression value of rule `rule` at (x1, x2): the target before any thresholding. */
+  value(x1: number, x2: number, rule: number): number {
+    return this.rules[rule].apply(x1, x2);
+  }
+
+  /** Target of one sample: the value, or for classification 1 when the value is >= 0, else 0. */
+  target(x1: number, x2: number, rule: number): number {
+    const value = this.value(x1, x2, rule);
+    return this.mode === 'classification' ? (value >= 0 ? 1 : 0) : value;
+  }
+
+  /** Draws `batchSize` samples: inputs [batch, 2 + R], rules [batch], targets [batch, 1]. */
+  sample(stream: RandomStream, batchSize: number, options: SampleOptions = {}): DataBatch {
+    const probabilities = options.ruleProbabilities
+      ? requireDistribution('ruleProbabilities', options.ruleProbabilities, this.ruleCount)
+      : this.ruleProbabilities;
+    const cumulative = cumulativeOf(probabilities);
+    const scale = options.ood ? OOD_SCALE : 1;
+    const width = this.inputSize;
+    const inputs = new Float32Array(batchSize * width);
+    const rules = new Int32Array(batchSize);
+    const targets = new Float32Array(batchSize);
+
+    for (let i = 0; i < batchSize; i++) {
+      // Targets come from the float32 inputs the model sees, so they are a function of them.
+      const x1 = Math.fround(stream.normal() * scale);
+      const x2 = Math.fround(stream.normal() * scale);
+      const rule = stream.categorical(cumulative);
+      inputs[i * width] = x1;
+      inputs[i * width + 1] = x2;
+      inputs[i * width + 2 + rule] = 1;
+      rules[i] = rule;
+      targets[i] = this.target(x1, x2, rule);
+    }
+    return { inputs, inputShape: [batchSize, width], rules, targets, targetShape: [batchSize, 1] };
+  }
+
+  describe(): TaskDescription {
+    return {
+      architecture: 'mlp',
+      mode: this.mode,
+      ruleCount: this.ruleCount,
+      dataSeed: this.dataSeed,
+      ruleProbabilities: this.ruleProbabilities,
+      rules: this.rules.map((rule) => rule.name),
+    };
+  }
+}
