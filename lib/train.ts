@@ -97,6 +97,84 @@ export interface TrainedRun {
 }
 
 /**
+ * The optimization state of one model: flat parameters and Adam. `step` runs one update on a
+ * batch; `trainRun` and the speed benchmark both use it, so they time the same code.
+ */
+export class Trainer {
+  private flat: tf.Tensor1D;
+  private readonly optimizer: FlatAdam;
+  private lossTotal: tf.Scalar = tf.keep(tf.scalar(0));
+  private lossCount = 0;
+
+  constructor(
+    readonly task: Task,
+    readonly model: Model,
+    initial: Float32Array,
+    readonly settings: { learningRate: number; clipNorm: number | null },
+  ) {
+    this.flat = tf.keep(tf.tensor1d(initial));
+    this.optimizer = new FlatAdam(model.layout.size, { learningRate: settings.learningRate });
+  }
+
+  /** Runs one Adam step on `data`; the loss is accumulated on the device until `takeMeanLoss`. */
+  step(data: DataBatch): void {
+    const { model, task } = this;
+    const clipNorm = this.settings.clipNorm;
+    const next = tf.tidy(() => {
+      const batch = toTensors(data);
+      const lossOfWeights = (weights: tf.Tensor) =>
+        lossFunction(task, model.forward(model.layout.split(weights as tf.Tensor1D), batch).output, batch.targets);
+      const { value, grad } = tf.valueAndGrad(lossOfWeights)(this.flat);
+      const gradient = clipNorm === null ? (grad as tf.Tensor1D) : clipGradientNorm(grad as tf.Tensor1D, clipNorm);
+      const updated = this.optimizer.apply(this.flat, gradient);
+      return { updated, total: tf.add(this.lossTotal, value) as tf.Scalar };
+    });
+    this.flat.dispose();
+    this.lossTotal.dispose();
+    this.flat = tf.keep(next.updated);
+    this.lossTotal = tf.keep(next.total);
+    this.lossCount += 1;
+  }
+
+  /** Returns the mean training loss since the last call (reads the device once) and resets it. */
+  async takeMeanLoss(): Promise<number> {
+    const total = (await this.lossTotal.data())[0];
+    const mean = total / Math.max(this.lossCount, 1);
+    this.lossTotal.dispose();
+    this.lossTotal = tf.keep(tf.scalar(0));
+    this.lossCount = 0;
+    return mean;
+  }
+
+  /** The current parameters as a tensor owned by the trainer (do not dispose). */
+  get parameters(): tf.Tensor1D {
+    return this.flat;
+  }
+
+  /** Copies the current parameters out. */
+  parameterValues(): Float32Array {
+    return this.flat.dataSync().slice() as Float32Array;
+  }
+
+  optimizerState() {
+    return this.optimizer.state();
+  }
+
+  /** Restores parameters and Adam state, for resuming. */
+  restore(parameters: Float32Array, optimizerState: Parameters<FlatAdam['restore']>[0]): void {
+    this.flat.dispose();
+    this.flat = tf.keep(tf.tensor1d(parameters));
+    this.optimizer.restore(optimizerState);
+  }
+
+  dispose(): void {
+    this.flat.dispose();
+    this.lossTotal.dispose();
+    this.optimizer.dispose();
+  }
+}
+
+/**
  * Trains one model on one task with Adam on fresh samples every step, evaluates ID and OoD
  * held-out data every `evalEvery` steps, keeps the best (lowest ID validation loss) and last
  * weights, and finally scores the best weights: performance per length and module metrics.
@@ -122,20 +200,17 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
   const label = options.label ?? `${MODEL_LABELS[model.settings.kind]} R=${task.ruleCount}`;
   const validation = buildEvaluationSets(task, dataSeed, profile.evalBatches, batchSize);
 
-  let parameters = tf.keep(tf.tensor1d(layout.initialize(new RandomStream(streamKey('init', modelSeed, layout.size)))));
-  const optimizer = new FlatAdam(layout.size, { learningRate });
+  const trainer = new Trainer(task, model, initialParameters(model, modelSeed), { learningRate, clipNorm });
   const curves: Curves = { step: [], trainLoss: [], idLoss: [], idPerformance: [], oodLoss: [], oodPerformance: [] };
   let best = { step: 0, idLoss: Infinity };
-  let bestParameters = parameters.dataSync().slice() as Float32Array;
+  let bestParameters = trainer.parameterValues();
   let step = 0;
 
   // Resume a run that stopped midway: its last checkpoint holds weights, Adam state and curves.
   if (options.runDir && hasCheckpoint(options.runDir, 'last')) {
     const last = loadCheckpoint(options.runDir, 'last');
     if (last.meta.parameterCount === layout.size && last.optimizer) {
-      parameters.dispose();
-      parameters = tf.keep(tf.tensor1d(last.parameters));
-      optimizer.restore(last.optimizer);
+      trainer.restore(last.parameters, last.optimizer);
       step = last.meta.step;
       Object.assign(curves, last.meta.curves as Curves);
       best = last.meta.best as typeof best;
@@ -145,18 +220,10 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
     }
   }
 
-  const lossOf = (output: tf.Tensor, targets: tf.Tensor) => lossFunction(task, output, targets);
-  const trainStep = (flat: tf.Tensor1D, batch: BatchTensors) => {
-    const forward = (weights: tf.Tensor) => lossOf(model.forward(layout.split(weights as tf.Tensor1D), batch).output, batch.targets) as tf.Scalar;
-    return tf.valueAndGrad(forward)(flat);
-  };
-
   const progress = new Progress(label, steps, 'steps', options.progress);
   progress.update(step);
   const stepStarted = Date.now();
   const firstStep = step;
-  let lossTotal = tf.keep(tf.scalar(0));
-  let lossCount = 0;
 
   while (step < steps) {
     // Each evaluation interval draws from its own stream, so a resumed run sees the same data.
@@ -166,29 +233,13 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
 
     while (step < intervalEnd) {
       const data = task.sample(stream, batchSize, { length: task.trainLength });
-      const next = tf.tidy(() => {
-        const batch = toTensors(data);
-        const { value, grad } = trainStep(parameters, batch);
-        const gradient = clipNorm === null ? (grad as tf.Tensor1D) : clipGradientNorm(grad as tf.Tensor1D, clipNorm);
-        const updated = optimizer.apply(parameters, gradient);
-        const total = tf.add(lossTotal, value) as tf.Scalar;
-        return { updated, total };
-      });
-      parameters.dispose();
-      lossTotal.dispose();
-      parameters = tf.keep(next.updated);
-      lossTotal = tf.keep(next.total);
-      lossCount += 1;
+      trainer.step(data);
       step += 1;
       if (step % 50 === 0 || step === intervalEnd) progress.update(step);
     }
 
-    const trainLoss = (await lossTotal.data())[0] / Math.max(lossCount, 1);
-    lossTotal.dispose();
-    lossTotal = tf.keep(tf.scalar(0));
-    lossCount = 0;
-
-    const weights = layout.split(parameters);
+    const trainLoss = await trainer.takeMeanLoss();
+    const weights = layout.split(trainer.parameters);
     const idResult = evaluateSet(task, model, weights, validation.id);
     const oodResult = evaluateSet(task, model, weights, validation.ood);
     tf.dispose(Object.values(weights));
@@ -200,7 +251,7 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
     curves.oodPerformance.push(oodResult.performance);
     progress.update(step, `loss ${trainLoss.toFixed(4)} | ID ${formatPerformance(task, idResult.performance)}`);
 
-    const current = parameters.dataSync().slice() as Float32Array;
+    const current = trainer.parameterValues();
     if (idResult.loss < best.idLoss) {
       best = { step, idLoss: idResult.loss };
       bestParameters = current;
@@ -215,7 +266,7 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
       saveCheckpoint(options.runDir, 'last', {
         meta: { step, parameterCount: layout.size, parameterNames: layout.entries.map((entry) => entry.name), curves, best },
         parameters: current,
-        optimizer: optimizer.state(),
+        optimizer: trainer.optimizerState(),
       });
     }
     options.onEvaluation?.(curves);
@@ -223,9 +274,7 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
   progress.finish();
   const trainingSeconds = (Date.now() - stepStarted) / 1000;
 
-  lossTotal.dispose();
-  parameters.dispose();
-  optimizer.dispose();
+  trainer.dispose();
 
   const final = await scoreModel(task, model, bestParameters, { dataSeed, evalBatches: profile.evalBatches, batchSize });
   const record: RunRecord = {
@@ -243,6 +292,11 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
   };
   if (options.runDir) writeJsonAtomic(path.join(options.runDir, 'record.json'), record);
   return { record, model, parameters: bestParameters };
+}
+
+/** Draws the initial weights of `model` from the stream of `modelSeed` (PyTorch's Linear init). */
+export function initialParameters(model: Model, modelSeed: number): Float32Array {
+  return model.layout.initialize(new RandomStream(streamKey('init', modelSeed, model.layout.size)));
 }
 
 /** Reads the record of a finished run from `runDir`, or returns null when there is none. */
