@@ -18,3 +18,4 @@ export * from './tasks';
 export * from './models';
 export * from './train';
 export * from './metrics';
+export * from './plots';
