@@ -6,11 +6,13 @@ import { DataBatch, OOD_SCALE, SampleOptions, Task, TaskDescription, TaskMode, T
 export interface MlpRule {
   name: string;
   apply: (x1: number, x2: number) => number;
+  /** (a, b) of a linear rule y = a x1 + b x2; absent for custom rules. */
+  coefficients?: [number, number];
 }
 
 /** The linear rule y = a x1 + b x2 that the benchmark draws for each rule. */
 export function linearRule(a: number, b: number): MlpRule {
-  return { name: `${a.toFixed(3)}*x1 + ${b.toFixed(3)}*x2`, apply: (x1, x2) => a * x1 + b * x2 };
+  return { name: `${a.toFixed(3)}*x1 + ${b.toFixed(3)}*x2`, apply: (x1, x2) => a * x1 + b * x2, coefficients: [a, b] };
 }
 
 /** Settings of an MLP rule task. */
@@ -57,7 +59,7 @@ function resolveRules(rules: MlpTaskSettings['rules'], dataSeed: number): MlpRul
   }
   return rules.map((rule, index) => {
     if (typeof rule === 'function') return { name: rule.name || `rule ${index}`, apply: rule };
-    if (rule && typeof rule.apply === 'function') return { name: rule.name || `rule ${index}`, apply: rule.apply };
+    if (rule && typeof rule.apply === 'function') return { ...rule, name: rule.name || `rule ${index}` };
     throw new SettingError(`rules[${index}]`, rule, 'a function (x1, x2) => number or { name, apply }');
   });
 }
@@ -126,6 +128,7 @@ export class MlpTask implements Task {
       dataSeed: this.dataSeed,
       ruleProbabilities: this.ruleProbabilities,
       rules: this.rules.map((rule) => rule.name),
+      coefficients: this.rules.map((rule) => rule.coefficients ?? null),
     };
   }
 }
