@@ -30,6 +30,8 @@ export interface TrainOptions {
   progress?: ProgressStyle;
   /** Name shown in progress output. */
   label?: string;
+  /** Called every 50 steps and at each evaluation with the steps done so far. */
+  onProgress?: (step: number, steps: number) => void;
   /** Called after every evaluation, with the curves so far. */
   onEvaluation?: (curves: Curves) => void;
 }
@@ -235,7 +237,10 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
       const data = task.sample(stream, batchSize, { length: task.trainLength });
       trainer.step(data);
       step += 1;
-      if (step % 50 === 0 || step === intervalEnd) progress.update(step);
+      if (step % 50 === 0 || step === intervalEnd) {
+        progress.update(step);
+        options.onProgress?.(step, steps);
+      }
     }
 
     const trainLoss = await trainer.takeMeanLoss();
