@@ -77,7 +77,9 @@ export class FlatAdam {
  */
 export function clipGradientNorm(gradient: tf.Tensor1D, maxNorm: number): tf.Tensor1D {
   return tf.tidy(() => {
-    const norm = tf.norm(gradient);
+    // `tf.norm` squares with Pow, which took 5.1 ms for 400k values on wasm (tfjs 4.22), while
+    // Square and Sum took 0.4 ms.
+    const norm = tf.sqrt(tf.sum(tf.square(gradient)));
     const factor = tf.minimum(tf.div(maxNorm, tf.add(norm, 1e-6)), 1);
     return tf.mul(gradient, factor);
   });

@@ -1,5 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
+import { splitFlat } from './kernels';
 import { RandomStream } from './random';
+
+// Re-exported because model code imports it together with the parameter helpers.
+export { splitFlat } from './kernels';
 
 /**
  * One named parameter tensor. `fanIn` sets the PyTorch-style default initialization
@@ -50,10 +54,10 @@ export class ParameterLayout {
   /** Splits a flat tensor [size] into named tensors of their shapes. */
   split(flat: tf.Tensor1D): Record<string, tf.Tensor> {
     return tf.tidy(() => {
-      const pieces = tf.split(flat, this.entries.map((_, index) => this.lengthOf(index)));
+      const pieces = splitFlat(flat, this.entries.map((entry) => entry.shape));
       const named: Record<string, tf.Tensor> = {};
       this.entries.forEach((entry, index) => {
-        named[entry.name] = tf.reshape(pieces[index], entry.shape);
+        named[entry.name] = pieces[index];
       });
       return named;
     });

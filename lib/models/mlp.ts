@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { SettingError } from '../errors';
-import { linear, linearReluLinear, scaleModuleSlices, sumModuleSlices } from '../kernels';
+import { concatColumns, linear, linearRelu, linearReluLinear, moduleSliceDots, scaleModuleSlices, sumOfProducts } from '../kernels';
 import { ParameterLayout } from '../parameters';
 import { BatchTensors, ForwardResult, Model, ModelSettings } from './types';
 
@@ -73,7 +73,7 @@ export class MlpModel implements Model {
       p['contextEncoder.layer2.weight'],
       p['contextEncoder.layer2.bias'],
     );
-    const embedding = tf.concat([tf.reshape(valueEmbedding, [rows, 2 * e]), contextEmbedding], 1) as tf.Tensor2D;
+    const embedding = concatColumns([tf.reshape(valueEmbedding, [rows, 2 * e]) as tf.Tensor2D, contextEmbedding]);
 
     let features: tf.Tensor2D;
     let moduleWeights: tf.Tensor2D | null = null;
@@ -88,19 +88,18 @@ export class MlpModel implements Model {
         p['core.layer2.bias'],
       );
     } else {
-      const hidden = tf.relu(linear(embedding, p['modules.layer1.weight'], p['modules.layer1.bias']));
+      const hidden = linearRelu(embedding, p['modules.layer1.weight'], p['modules.layer1.bias']);
       if (kind === 'modular') {
-        const scoreProducts = tf.mul(hidden, p['modules.score.weight']) as tf.Tensor2D;
-        const logits = tf.add(sumModuleSlices(scoreProducts, rules), p['modules.score.bias']);
+        const logits = tf.add(moduleSliceDots(hidden, p['modules.score.weight'], rules), p['modules.score.bias']);
         moduleWeights = tf.softmax(logits) as tf.Tensor2D;
       } else if (kind === 'modular-op') {
         moduleWeights = tf.softmax(linear(contextEmbedding, p['scorer.weight'], p['scorer.bias'])) as tf.Tensor2D;
       } else {
         moduleWeights = context;
       }
-      features = tf.add(
-        linear(scaleModuleSlices(hidden, moduleWeights), p['modules.layer2.weight']),
-        linear(moduleWeights, p['modules.layer2.bias']),
+      features = sumOfProducts(
+        [scaleModuleSlices(hidden, moduleWeights), moduleWeights],
+        [p['modules.layer2.weight'] as tf.Tensor2D, p['modules.layer2.bias'] as tf.Tensor2D],
       );
     }
 
