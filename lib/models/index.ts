@@ -1,5 +1,6 @@
 import { requireChoice, requireInteger } from '../errors';
 import { Task } from '../tasks/types';
+import { MhaModel } from './mha';
 import { MlpModel } from './mlp';
 import { Model, ModelSettings, MODEL_KINDS } from './types';
 
@@ -10,6 +11,7 @@ type ModelFactory = (settings: ModelSettings, task: Task) => Model;
 
 const factories: Partial<Record<Task['architecture'], ModelFactory>> = {
   mlp: (settings, task) => new MlpModel(settings, task.ruleCount),
+  mha: (settings, task) => new MhaModel(settings, task.ruleCount, task.inputSize),
 };
 
 /** Registers the model constructor of an architecture (used by the MHA and RNN modules). */

@@ -1,4 +1,5 @@
 import { requireChoice } from '../errors';
+import { createMhaTask, MhaTaskSettings } from './mha';
 import { createMlpTask, MlpTaskSettings } from './mlp';
 import { ARCHITECTURES, Architecture, Task } from './types';
 
@@ -8,6 +9,7 @@ export type TaskSettings = { architecture: 'mlp' } & MlpTaskSettings;
 type TaskFactory = (settings: Record<string, unknown>) => Task;
 const factories: Partial<Record<Architecture, TaskFactory>> = {
   mlp: (settings) => createMlpTask(settings as unknown as MlpTaskSettings),
+  mha: (settings) => createMhaTask(settings as unknown as MhaTaskSettings),
 };
 
 /** Registers the task constructor of an architecture (used by the MHA and RNN modules). */
