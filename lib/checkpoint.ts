@@ -41,22 +41,33 @@ export interface Checkpoint {
 }
 
 /**
- * Saves a checkpoint as `<name>.weights.bin` (float32 parameters), optionally
- * `<name>.optimizer.bin` (Adam moments) and `<name>.json`; the JSON is written last, so a
- * checkpoint whose JSON exists is complete.
+ * Saves a checkpoint as `<name>.json` plus binary files named after the step:
+ * `<name>.<step>.weights.bin` (float32 parameters) and, with optimizer state,
+ * `<name>.<step>.optimizer.bin` (Adam moments). The JSON names its binary files and is written
+ * last, so a process killed at any point leaves the previous complete checkpoint or the new
+ * one, never new weights paired with old metadata. Binary files of older saves are then deleted.
  */
 export function saveCheckpoint(runDir: string, name: CheckpointName, checkpoint: Checkpoint): void {
-  writeFileAtomic(path.join(runDir, `${name}.weights.bin`), toBytes(checkpoint.parameters));
+  const weightsFile = `${name}.${checkpoint.meta.step}.weights.bin`;
+  writeFileAtomic(path.join(runDir, weightsFile), toBytes(checkpoint.parameters));
+  let optimizerFile: string | undefined;
   let optimizerStep: number | undefined;
   if (checkpoint.optimizer) {
     const { firstMoment, secondMoment } = checkpoint.optimizer;
     const moments = new Float32Array(firstMoment.length * 2);
     moments.set(firstMoment, 0);
     moments.set(secondMoment, firstMoment.length);
-    writeFileAtomic(path.join(runDir, `${name}.optimizer.bin`), toBytes(moments));
+    optimizerFile = `${name}.${checkpoint.meta.step}.optimizer.bin`;
+    writeFileAtomic(path.join(runDir, optimizerFile), toBytes(moments));
     optimizerStep = checkpoint.optimizer.step;
   }
-  writeJsonAtomic(path.join(runDir, `${name}.json`), { ...checkpoint.meta, optimizerStep });
+  writeJsonAtomic(path.join(runDir, `${name}.json`), { ...checkpoint.meta, optimizerStep, weightsFile, optimizerFile });
+
+  const current = new Set([weightsFile, optimizerFile]);
+  for (const file of fs.readdirSync(runDir)) {
+    const isBinary = file.endsWith('.weights.bin') || file.endsWith('.optimizer.bin');
+    if (isBinary && file.startsWith(`${name}.`) && !current.has(file)) fs.rmSync(path.join(runDir, file), { force: true });
+  }
 }
 
 /** Returns true when checkpoint `name` exists complete in `runDir`. */
@@ -73,14 +84,15 @@ export function loadCheckpoint(runDir: string, name: CheckpointName): Checkpoint
   if (!fs.existsSync(metaFile)) {
     throw new SettingError('checkpoint', metaFile, `an existing checkpoint; train a run into ${runDir} first`);
   }
-  const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8')) as CheckpointMeta & { optimizerStep?: number };
-  const parameters = fromBytes(fs.readFileSync(path.join(runDir, `${name}.weights.bin`)));
+  const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8')) as CheckpointMeta & StoredFiles;
+  // Checkpoints saved before binary files carried the step in their names have no file fields.
+  const parameters = fromBytes(fs.readFileSync(path.join(runDir, meta.weightsFile ?? `${name}.weights.bin`)));
   if (parameters.length !== meta.parameterCount) {
     throw new Error(`Checkpoint ${metaFile} is damaged: ${parameters.length} weights stored, ${meta.parameterCount} expected.`);
   }
 
   const checkpoint: Checkpoint = { meta, parameters };
-  const optimizerFile = path.join(runDir, `${name}.optimizer.bin`);
+  const optimizerFile = path.join(runDir, meta.optimizerFile ?? `${name}.optimizer.bin`);
   if (meta.optimizerStep !== undefined && fs.existsSync(optimizerFile)) {
     const moments = fromBytes(fs.readFileSync(optimizerFile));
     const size = moments.length / 2;
@@ -91,6 +103,13 @@ export function loadCheckpoint(runDir: string, name: CheckpointName): Checkpoint
     };
   }
   return checkpoint;
+}
+
+/** Fields that `saveCheckpoint` adds to a checkpoint's JSON. */
+interface StoredFiles {
+  optimizerStep?: number;
+  weightsFile?: string;
+  optimizerFile?: string;
 }
 
 function toBytes(values: Float32Array): Uint8Array {

@@ -27,3 +27,26 @@ export function meanInterval(values: ReadonlyArray<number | null | undefined>): 
   const quantile = count - 1 <= T_975.length ? T_975[count - 2] : 1.96;
   return { mean, halfWidth: (quantile * Math.sqrt(variance)) / Math.sqrt(count), count };
 }
+
+/** A share of trials and its 95% interval. */
+export interface ProportionInterval {
+  share: number;
+  lower: number;
+  upper: number;
+  trials: number;
+}
+
+/**
+ * Returns the share `successes / trials` and its 95% Wilson score interval, which stays inside
+ * [0, 1] and is usable for few trials. Fractional successes (a tie split between winners) are
+ * accepted. With no trials the share and bounds are NaN.
+ */
+export function proportionInterval(successes: number, trials: number): ProportionInterval {
+  if (!(trials > 0)) return { share: NaN, lower: NaN, upper: NaN, trials: 0 };
+  const z = 1.959964;
+  const share = successes / trials;
+  const denominator = 1 + (z * z) / trials;
+  const center = (share + (z * z) / (2 * trials)) / denominator;
+  const spread = (z * Math.sqrt((share * (1 - share)) / trials + (z * z) / (4 * trials * trials))) / denominator;
+  return { share, lower: Math.max(0, center - spread), upper: Math.min(1, center + spread), trials };
+}

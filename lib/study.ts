@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { requireInteger, SettingError } from './errors';
 import { initEngine } from './engine';
@@ -6,10 +5,11 @@ import { randomRouterBaseline, RouterMetrics } from './metrics';
 import { MODEL_KINDS, MODEL_LABELS, ModelKind } from './models/types';
 import { PROFILES, ProfileName, resolveProfile } from './profiles';
 import { Progress, ProgressStyle } from './progress';
+import { makeRunSpec, RunSpec, trainRunSpec } from './run-spec';
 import { meanInterval } from './statistics';
 import { createTask } from './tasks';
 import { Architecture, TaskMode } from './tasks/types';
-import { readRunRecord, RunRecord, trainRun } from './train';
+import { readRunRecord, RunRecord } from './train';
 
 /** A grid of runs on one architecture and task mode. */
 export interface StudySettings {
@@ -39,14 +39,7 @@ export interface StudyResult {
 }
 
 /** One run of a study, before it runs. */
-export interface StudyRun {
-  id: string;
-  architecture: Architecture;
-  taskSettings: Record<string, unknown>;
-  kind: ModelKind;
-  dataSeed: number;
-  modelSeed: number;
-}
+export type StudyRun = RunSpec;
 
 /**
  * Expands the study grid into runs, each with an id derived from its content (task settings,
@@ -69,14 +62,18 @@ export function planStudy(settings: StudySettings): StudyRun[] {
       const taskSettings = { ...settings.taskOptions, architecture, mode: settings.mode, rules, dataSeed };
       for (const kind of kinds) {
         for (const modelSeed of modelSeeds) {
-          const identity = {
-            task: describeRules(taskSettings),
-            model: { kind, encoderDim: settings.encoderDim, hiddenDim: settings.hiddenDim },
+          const spec = makeRunSpec({
+            architecture,
+            taskSettings,
+            kind,
+            encoderDim: settings.encoderDim,
+            hiddenDim: settings.hiddenDim,
+            dataSeed,
             modelSeed,
             profile: profileName,
             steps: settings.steps ?? null,
-          };
-          runs.push({ id: runId(identity), architecture, taskSettings, kind, dataSeed, modelSeed });
+          });
+          runs.push(spec);
         }
       }
     }
@@ -108,12 +105,7 @@ export async function runStudy(settings: StudySettings): Promise<StudyResult> {
       progress.update((index + 1) * stepsPerRun, `${name}: read from ${runDir}`);
       continue;
     }
-    const { record } = await trainRun({
-      task,
-      model: { kind: run.kind, encoderDim: settings.encoderDim, hiddenDim: settings.hiddenDim },
-      modelSeed: run.modelSeed,
-      profile: profile.name,
-      steps: settings.steps,
+    const { record } = await trainRunSpec(run, {
       runDir,
       progress: 'off',
       onProgress: (step) => progress.update(index * stepsPerRun + step, `run ${index + 1}/${runs.length}: ${name}`),
@@ -127,32 +119,6 @@ export async function runStudy(settings: StudySettings): Promise<StudyResult> {
   return { records, baselines };
 }
 
-function describeRules(taskSettings: Record<string, unknown>): Record<string, unknown> {
-  const rules = taskSettings.rules;
-  if (!Array.isArray(rules)) return taskSettings;
-  const described = rules.map((rule) =>
-    typeof rule === 'function' ? { name: rule.name, source: rule.toString() } : { name: (rule as { name?: string }).name, source: String((rule as { apply?: unknown }).apply) },
-  );
-  return { ...taskSettings, rules: described };
-}
-
-/** Returns a 16-character hex id from the SHA-256 of the canonical JSON of `value`. */
-export function runId(value: unknown): string {
-  return createHash('sha256').update(canonicalJson(value)).digest('hex').slice(0, 16);
-}
-
-/** JSON with object keys sorted, so equal content always gives equal text. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, entry]) => entry !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, entry]) => `${JSON.stringify(key)}:${canonicalJson(entry)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
-}
-
 /** Builds one row per run: settings, performance and module metrics (empty for Monolithic). */
 export function recordRows(records: RunRecord[]): Array<Record<string, string | number | null>> {
   return records.map((record) => ({
@@ -160,6 +126,8 @@ export function recordRows(records: RunRecord[]): Array<Record<string, string | 
     mode: record.task.mode,
     rules: record.task.ruleCount,
     model: record.model.label,
+    encoderDim: record.model.encoderDim,
+    hiddenDim: record.model.hiddenDim,
     parameters: record.model.parameterCount,
     dataSeed: record.task.dataSeed,
     modelSeed: record.modelSeed,
@@ -170,12 +138,14 @@ export function recordRows(records: RunRecord[]): Array<Record<string, string | 
     inverseMutualInformation: record.metrics?.inverseMutualInformation ?? null,
     alignment: record.metrics?.alignment ?? null,
     adaptation: record.metrics?.adaptation ?? null,
+    profile: record.profile.name,
     steps: record.profile.steps,
     seconds: record.seconds,
   }));
 }
 
-const SUMMARY_COLUMNS = [
+/** Metrics that `summaryRows` averages. */
+export const SUMMARY_COLUMNS = [
   'idPerformance',
   'oodPerformance',
   'collapseAverage',
@@ -185,28 +155,43 @@ const SUMMARY_COLUMNS = [
   'adaptation',
 ] as const;
 
+/** Columns of `recordRows` that `summaryRows` can group by. */
+export type SummaryGroupColumn =
+  | 'architecture'
+  | 'mode'
+  | 'rules'
+  | 'model'
+  | 'encoderDim'
+  | 'hiddenDim'
+  | 'dataSeed'
+  | 'modelSeed'
+  | 'profile'
+  | 'steps';
+
+/** Default grouping of `summaryRows`: one group per setting and model, over all seeds. */
+export const SUMMARY_GROUPS: readonly SummaryGroupColumn[] = ['architecture', 'mode', 'rules', 'encoderDim', 'hiddenDim', 'model'];
+
 /**
- * Averages runs over seeds per (architecture, mode, rules, model): each metric's mean and the
- * half-width of its 95% interval (`<metric>Ci`). Missing module metrics stay empty cells.
+ * Averages runs per group of the columns `by` (by default per architecture, mode, rules, size
+ * and model, which averages over data and model seeds): each metric's mean and the half-width
+ * of its 95% interval (`<metric>Ci`), plus the number of runs. Missing module metrics are
+ * skipped, so a Monolithic group gets empty cells and never NaN.
  */
-export function summaryRows(records: RunRecord[]): Array<Record<string, string | number | null>> {
-  const groups = new Map<string, RunRecord[]>();
-  for (const record of records) {
-    const key = [record.task.architecture, record.task.mode, record.task.ruleCount, record.model.label].join('|');
+export function summaryRows(
+  records: RunRecord[],
+  by: readonly SummaryGroupColumn[] = SUMMARY_GROUPS,
+): Array<Record<string, string | number | null>> {
+  const groups = new Map<string, Array<Record<string, string | number | null>>>();
+  for (const row of recordRows(records)) {
+    const key = JSON.stringify(by.map((column) => row[column]));
     if (!groups.has(key)) groups.set(key, []);
-    groups.get(key)!.push(record);
+    groups.get(key)!.push(row);
   }
 
-  const rows = [...groups.values()].map((group) => {
-    const rows = recordRows(group);
-    const first = rows[0];
-    const summary: Record<string, string | number | null> = {
-      architecture: first.architecture,
-      mode: first.mode,
-      rules: first.rules,
-      model: first.model,
-      runs: group.length,
-    };
+  const summaries = [...groups.values()].map((rows) => {
+    const summary: Record<string, string | number | null> = {};
+    for (const column of by) summary[column] = rows[0][column];
+    summary.runs = rows.length;
     for (const column of SUMMARY_COLUMNS) {
       const { mean, halfWidth, count } = meanInterval(rows.map((row) => row[column] as number | null));
       summary[column] = count > 0 ? mean : null;
@@ -214,8 +199,21 @@ export function summaryRows(records: RunRecord[]): Array<Record<string, string |
     }
     return summary;
   });
-  const order = (label: unknown) => Object.values(MODEL_LABELS).indexOf(label as string);
-  return rows.sort((a, b) => (a.rules as number) - (b.rules as number) || order(a.model) - order(b.model));
+  return summaries.sort((a, b) => compareRows(a, b, [...by].sort((x, y) => SORT_ORDER.indexOf(x) - SORT_ORDER.indexOf(y))));
+}
+
+/** Order in which summary rows are sorted: rules first, as the figures read, and the model last. */
+const SORT_ORDER: readonly SummaryGroupColumn[] = ['rules', 'architecture', 'mode', 'encoderDim', 'hiddenDim', 'profile', 'steps', 'dataSeed', 'modelSeed', 'model'];
+
+function compareRows(a: Record<string, unknown>, b: Record<string, unknown>, columns: readonly SummaryGroupColumn[]): number {
+  const modelOrder = (label: unknown) => Object.values(MODEL_LABELS).indexOf(label as string);
+  for (const column of columns) {
+    const [left, right] = column === 'model' ? [modelOrder(a.model), modelOrder(b.model)] : [a[column], b[column]];
+    if (left === right) continue;
+    if (typeof left === 'number' && typeof right === 'number') return left - right;
+    return String(left) < String(right) ? -1 : 1;
+  }
+  return 0;
 }
 
 /** Builds a danfo.js DataFrame from rows (danfojs-node loads on first use). */
