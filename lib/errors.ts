@@ -19,8 +19,14 @@ export class SettingError extends Error {
 function formatValue(value: unknown): string {
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
   if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || value === undefined) return String(value);
   try {
-    const text = JSON.stringify(value);
+    // Keep NaN, Infinity and functions readable inside arrays and objects too.
+    const text = JSON.stringify(value, (_key, entry: unknown) => {
+      if (typeof entry === 'number' && !Number.isFinite(entry)) return String(entry);
+      if (typeof entry === 'function') return `function ${entry.name || '(anonymous)'}`;
+      return entry;
+    });
     if (text === undefined) return String(value);
     return text.length > 200 ? `${text.slice(0, 200)}...` : text;
   } catch {

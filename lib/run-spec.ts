@@ -69,14 +69,38 @@ export function trainRunSpec(spec: RunSpec, options: TrainRunSpecOptions = {}): 
   });
 }
 
-/** Replaces custom rule functions by their name and source, so they can be hashed. */
+/** Inputs at which custom rules are evaluated, so rules with equal source but other captured values differ. */
+const RULE_PROBES: Array<[number, number]> = [
+  [0.5, -1.25],
+  [-2, 0.75],
+  [1.5, 1.5],
+  [-0.3, -0.7],
+  [3, -2.5],
+];
+
+/**
+ * Replaces custom rule functions by their name, source and outputs at fixed probe inputs, so
+ * they can be hashed. Rules given as data (such as linear dynamics matrices) stay as they are.
+ */
 function describeRules(taskSettings: Record<string, unknown>): Record<string, unknown> {
   const rules = taskSettings.rules;
   if (!Array.isArray(rules)) return taskSettings;
-  const described = rules.map((rule) =>
-    typeof rule === 'function' ? { name: rule.name, source: rule.toString() } : { name: (rule as { name?: string }).name, source: String((rule as { apply?: unknown }).apply) },
-  );
-  return { ...taskSettings, rules: described };
+  return { ...taskSettings, rules: rules.map(describeRule) };
+}
+
+function describeRule(rule: unknown): unknown {
+  const apply = typeof rule === 'function' ? rule : (rule as { apply?: unknown } | null)?.apply;
+  if (typeof apply !== 'function') return rule;
+  const name = typeof rule === 'function' ? rule.name : (rule as { name?: string }).name;
+  const probes = RULE_PROBES.map(([first, second]) => {
+    try {
+      const value: unknown = apply(first, second);
+      return typeof value === 'number' && Number.isFinite(value) ? value : String(value);
+    } catch (error) {
+      return `error: ${(error as Error).message}`;
+    }
+  });
+  return { name, source: apply.toString(), probes };
 }
 
 /** Returns a 16-character hex id from the SHA-256 of the canonical JSON of `value`. */

@@ -7,6 +7,7 @@ import { PROFILES, ProfileName, resolveProfile } from './profiles';
 import { Progress, ProgressStyle } from './progress';
 import { makeRunSpec, RunSpec, trainRunSpec } from './run-spec';
 import { meanInterval } from './statistics';
+import { createModel } from './models';
 import { createTask } from './tasks';
 import { Architecture, TaskMode } from './tasks/types';
 import { readRunRecord, RunRecord } from './train';
@@ -91,6 +92,16 @@ export async function runStudy(settings: StudySettings): Promise<StudyResult> {
   requireInteger('hiddenDim', settings.hiddenDim, 1);
   const runs = planStudy(settings);
   const profile = resolveProfile(settings.profile);
+
+  // Build every task and model first, so a setting that breaks one run fails before any trains.
+  for (const run of runs) {
+    createModel(createTask(run.taskSettings as { architecture: Architecture }), {
+      kind: run.kind,
+      encoderDim: run.encoderDim,
+      hiddenDim: run.hiddenDim,
+    });
+  }
+
   const stepsPerRun = settings.steps ?? profile.steps[runs[0].architecture];
   const progress = new Progress(`study (${runs.length} runs)`, runs.length * stepsPerRun, 'steps', settings.progress);
   const records: RunRecord[] = [];

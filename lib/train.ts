@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint, writeJsonAtomic } from './checkpoint';
 import { currentEngine, initEngine } from './engine';
-import { requireInteger, requireNumber } from './errors';
+import { requireInteger, requireNumber, SettingError } from './errors';
 import { activationMatrix, adaptation, specializationMetrics } from './metrics';
 import { createModel } from './models';
 import { BatchTensors, Model, ModelSettings, MODEL_LABELS } from './models/types';
@@ -12,6 +12,9 @@ import { Profile, ProfileName, resolveProfile } from './profiles';
 import { Progress, ProgressStyle } from './progress';
 import { RandomStream, streamKey } from './random';
 import { DataBatch, SampleOptions, Task, TaskDescription } from './tasks/types';
+
+/** Largest accepted number of steps: 20 times the longest budget of the paper (500k). */
+export const MAX_STEPS = 10_000_000;
 
 /** Settings of one training run. */
 export interface TrainOptions {
@@ -190,7 +193,7 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
   const profile = typeof options.profile === 'object' ? options.profile : resolveProfile(options.profile);
   const architecture = task.architecture;
   const modelSeed = requireInteger('modelSeed', options.modelSeed ?? 0, 0);
-  const steps = requireInteger('steps', options.steps ?? profile.steps[architecture], 1);
+  const steps = requireInteger('steps', options.steps ?? profile.steps[architecture], 1, MAX_STEPS);
   const learningRate = requireNumber('learningRate', options.learningRate ?? profile.learningRate, 1e-8, 1);
   const evalEvery = Math.min(profile.evalEvery[architecture], steps);
   const clipNorm = profile.clipNorm[architecture];
@@ -207,6 +210,20 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
   let best = { step: 0, idLoss: Infinity };
   let bestParameters = trainer.parameterValues();
   let step = 0;
+
+  if (options.runDir) {
+    claimRunDir(options.runDir, {
+      task: task.describe(),
+      model: model.settings,
+      parameterCount: layout.size,
+      modelSeed,
+      steps,
+      learningRate,
+      batchSize,
+      evalEvery,
+      clipNorm,
+    });
+  }
 
   // Resume a run that stopped midway: its last checkpoint holds weights, Adam state and curves.
   if (options.runDir && hasCheckpoint(options.runDir, 'last')) {
@@ -302,6 +319,27 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
 /** Draws the initial weights of `model` from the stream of `modelSeed` (PyTorch's Linear init). */
 export function initialParameters(model: Model, modelSeed: number): Float32Array {
   return model.layout.initialize(new RandomStream(streamKey('init', modelSeed, model.layout.size)));
+}
+
+/**
+ * Records which run owns `runDir` in its `identity.json`, or checks that the run already there
+ * is this one. Resuming or overwriting another run's checkpoints would give a record whose
+ * settings and results disagree, so a mismatch raises instead.
+ */
+function claimRunDir(runDir: string, identity: Record<string, unknown>): void {
+  const file = path.join(runDir, 'identity.json');
+  const expected = JSON.stringify(identity);
+  if (fs.existsSync(file)) {
+    const stored = JSON.stringify(JSON.parse(fs.readFileSync(file, 'utf8')));
+    if (stored !== expected) {
+      throw new SettingError('runDir', runDir, 'an empty folder or one that holds this same run (it holds a run with other settings; see its identity.json)');
+    }
+    return;
+  }
+  if (hasCheckpoint(runDir, 'last') || fs.existsSync(path.join(runDir, 'record.json'))) {
+    throw new SettingError('runDir', runDir, 'an empty folder or one that holds this same run (it holds a run with no identity.json)');
+  }
+  writeJsonAtomic(file, identity);
 }
 
 /** Reads the record of a finished run from `runDir`, or returns null when there is none. */

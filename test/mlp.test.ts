@@ -207,3 +207,48 @@ test('checkpoints save and resume', async () => {
   assert.equal(stored.finished, true);
   assert.equal(stored.model.parameterCount, expectedMlpParameters('modular-op', 2, 16, 64));
 });
+
+test('run folder rejects other settings', async () => {
+  const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'modarch-owned-'));
+  const options = {
+    task: createMlpTask({ mode: 'classification' as const, rules: 2, dataSeed: 1 }),
+    model: { kind: 'modular' as const, encoderDim: 8, hiddenDim: 16 },
+    steps: 20,
+    progress: 'off' as const,
+    runDir,
+  };
+  await trainRun(options);
+  const other = { ...options, task: createMlpTask({ mode: 'classification', rules: 2, dataSeed: 2 }) };
+  await assert.rejects(trainRun(other), (error: unknown) => {
+    assert.ok(error instanceof SettingError);
+    assert.equal(error.setting, 'runDir');
+    assert.match(error.message, /other settings/);
+    return true;
+  });
+  const again = await trainRun(options);
+  assert.equal(again.record.task.dataSeed, 1);
+});
+
+test('custom rule must return finite numbers', () => {
+  const task = createMlpTask({ mode: 'regression', rules: [Math.min, function broken() { return NaN; }] });
+  assert.throws(() => task.target(1, 2, 1), (error: unknown) => {
+    assert.ok(error instanceof SettingError);
+    assert.equal(error.setting, 'rules[1] (broken)');
+    assert.match(error.message, /Invalid rules\[1\] \(broken\): NaN/);
+    return true;
+  });
+});
+
+test('errors print NaN and functions', () => {
+  assert.match(new SettingError('rules', NaN, 'x').message, /Invalid rules: NaN\./);
+  assert.match(new SettingError('rules', [Math.min], 'x').message, /\["function min"\]/);
+  assert.match(new SettingError('steps', [Infinity], 'x').message, /\["Infinity"\]/);
+});
+
+test('closure rules get distinct run ids', async () => {
+  const { planStudy } = await import('../lib/study');
+  const makeRules = (k: number) => [(x1: number, x2: number) => k * x1 - x2, (x1: number, x2: number) => x1 + k * x2];
+  const plan = (k: number) => planStudy({ mode: 'regression', rules: [makeRules(k)], kinds: ['modular'], encoderDim: 8, hiddenDim: 16 })[0].id;
+  assert.notEqual(plan(1), plan(-3));
+  assert.equal(plan(1), plan(1));
+});

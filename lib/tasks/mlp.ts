@@ -85,7 +85,11 @@ export class MlpTask implements Task {
 
   /** Regression value of rule `rule` at (x1, x2): the target before any thresholding. */
   value(x1: number, x2: number, rule: number): number {
-    return this.rules[rule].apply(x1, x2);
+    const value = this.rules[rule].apply(x1, x2);
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      throw new SettingError(`rules[${rule}] (${this.rules[rule].name})`, value, `a finite number for every input; it returned this at x1=${x1}, x2=${x2}`);
+    }
+    return value;
   }
 
   /** Target of one sample: the value, or for classification 1 when the value is >= 0, else 0. */
