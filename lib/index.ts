@@ -2,6 +2,7 @@
  * modarch: rule tasks, modular models, training and metrics for the benchmark of
  * "Is a Modular Architecture Enough?" (Mittal, Bengio, Lajoie, NeurIPS 2022).
  */
+import './kernel-send-queue';
 export * as tf from '@tensorflow/tfjs';
 export * from './errors';
 export * from './engine';
