@@ -24,7 +24,7 @@ export function writeJsonAtomic(file: string, value: unknown): void {
 export const CHECKPOINT_NAMES = ['last', 'best'] as const;
 export type CheckpointName = (typeof CHECKPOINT_NAMES)[number];
 
-/** What a checkpoint stores besides the weights. */
+/** Metadata a checkpoint stores besides the weights. */
 export interface CheckpointMeta {
   step: number;
   parameterCount: number;

@@ -22,9 +22,9 @@ export interface Profile {
 /**
  * Training budgets. `paper` is the paper's protocol (Adam 1e-4, batch 256, 100k MLP steps and
  * 500k MHA/RNN steps, validation every 5000, RNN clipping at 1.0). `quick` and `standard` trade
- * steps for a larger learning rate so a notebook finishes in minutes (MHA and RNN steps cost
- * 10-30 times an MLP step on the wasm engine, hence their smaller budgets); their numbers are
- * stated here and stored in every run record.
+ * steps for a larger learning rate so a notebook finishes in minutes. MHA and RNN steps cost
+ * 10-30 times an MLP step on the wasm engine, so their budgets are smaller. Every run record
+ * stores the budget it used.
  */
 export const PROFILES: Record<ProfileName, Profile> = {
   quick: {

@@ -1,6 +1,6 @@
 import { SingleBar } from 'cli-progress';
 
-/** Where progress goes: a terminal bar, a live notebook output, periodic log lines, or nowhere. */
+/** Progress output: a terminal bar, a live notebook output, periodic log lines, or none. */
 export type ProgressStyle = 'bar' | 'notebook' | 'log' | 'off';
 
 /** Picks the style from MODARCH_PROGRESS, else from whether this runs in a Jupyter kernel or a terminal. */

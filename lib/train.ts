@@ -13,7 +13,7 @@ import { Progress, ProgressStyle } from './progress';
 import { RandomStream, streamKey } from './random';
 import { DataBatch, SampleOptions, Task, TaskDescription } from './tasks/types';
 
-/** Largest accepted number of steps: 20 times the longest budget of the paper (500k). */
+/** Largest accepted number of steps: 20 times the paper's longest budget of 500k MHA and RNN steps. */
 export const MAX_STEPS = 10_000_000;
 
 /** Settings of one training run. */
@@ -225,7 +225,7 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
     });
   }
 
-  // Resume a run that stopped midway: its last checkpoint holds weights, Adam state and curves.
+  // Resume a run that stopped midway: its last checkpoint contains weights, Adam state and curves.
   if (options.runDir && hasCheckpoint(options.runDir, 'last')) {
     const last = loadCheckpoint(options.runDir, 'last');
     if (last.meta.parameterCount === layout.size && last.optimizer) {
@@ -245,7 +245,7 @@ export async function trainRun(options: TrainOptions): Promise<TrainedRun> {
   const firstStep = step;
 
   while (step < steps) {
-    // Each evaluation interval draws from its own stream, so a resumed run sees the same data.
+    // Each evaluation interval draws from its own stream, so a resumed run trains on the same data.
     const interval = Math.floor(step / evalEvery);
     const stream = new RandomStream(streamKey('train-samples', dataSeed, modelSeed, interval));
     const intervalEnd = Math.min((interval + 1) * evalEvery, steps);
@@ -332,12 +332,12 @@ function claimRunDir(runDir: string, identity: Record<string, unknown>): void {
   if (fs.existsSync(file)) {
     const stored = JSON.stringify(JSON.parse(fs.readFileSync(file, 'utf8')));
     if (stored !== expected) {
-      throw new SettingError('runDir', runDir, 'an empty folder or one that holds this same run (it holds a run with other settings; see its identity.json)');
+      throw new SettingError('runDir', runDir, 'an empty folder or one that contains this same run. It contains a run with other settings (see its identity.json), so pick another folder');
     }
     return;
   }
   if (hasCheckpoint(runDir, 'last') || fs.existsSync(path.join(runDir, 'record.json'))) {
-    throw new SettingError('runDir', runDir, 'an empty folder or one that holds this same run (it holds a run with no identity.json)');
+    throw new SettingError('runDir', runDir, 'an empty folder or one that contains this same run. It contains checkpoints with no identity.json, so pick another folder');
   }
   writeJsonAtomic(file, identity);
 }

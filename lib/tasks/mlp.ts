@@ -10,7 +10,7 @@ export interface MlpRule {
   coefficients?: [number, number];
 }
 
-/** The linear rule y = a x1 + b x2 that the benchmark draws for each rule. */
+/** Builds the linear rule y = a x1 + b x2, the kind of rule the benchmark draws. */
 export function linearRule(a: number, b: number): MlpRule {
   return { name: `${a.toFixed(3)}*x1 + ${b.toFixed(3)}*x2`, apply: (x1, x2) => a * x1 + b * x2, coefficients: [a, b] };
 }
@@ -95,7 +95,8 @@ export class MlpTask implements Task {
   /** Target of one sample: the value, or for classification 1 when the value is >= 0, else 0. */
   target(x1: number, x2: number, rule: number): number {
     const value = this.value(x1, x2, rule);
-    return this.mode === 'classification' ? (value >= 0 ? 1 : 0) : value;
+    if (this.mode === 'regression') return value;
+    return value >= 0 ? 1 : 0;
   }
 
   /** Draws `batchSize` samples: inputs [batch, 2 + R], rules [batch], targets [batch, 1]. */
@@ -111,7 +112,7 @@ export class MlpTask implements Task {
     const targets = new Float32Array(batchSize);
 
     for (let i = 0; i < batchSize; i++) {
-      // Targets come from the float32 inputs the model sees, so they are a function of them.
+      // Targets come from the float32 inputs the model receives, so they are a function of them.
       const x1 = Math.fround(stream.normal() * scale);
       const x2 = Math.fround(stream.normal() * scale);
       const rule = stream.categorical(cumulative);
