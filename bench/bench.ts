@@ -20,7 +20,7 @@ import {
   Architecture,
   createModel,
   createTask,
-  currentEngine,
+  describeEngine,
   initEngine,
   initialParameters,
   MODEL_KINDS,
@@ -506,7 +506,7 @@ async function main(): Promise<void> {
   const torch = options.torch ? torchVersion(options.python) : null;
   if (!options.torch) console.log('PyTorch columns skipped (--no-torch).');
   console.log(
-    `Engine: tfjs ${tf.version.tfjs}, backend "${currentEngine()}" | PyTorch: ${torch ?? 'not used'} (1 thread) | ` +
+    `Engine: tfjs ${tf.version.tfjs}, ${describeEngine()} | PyTorch: ${torch ?? 'not used'} (1 thread) | ` +
       `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} cores | load average ${loadAverage()}`,
   );
 

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { blasStatus, installBlasProducts } from './blas';
 import { requireChoice } from './errors';
 
 /** Names of the tfjs backends modarch can run on, fastest first. */
@@ -27,6 +28,19 @@ export function currentEngine(): Engine {
   return activeEngine;
 }
 
+/**
+ * Describes the running engine in words, for logs and benchmark headers, for example
+ * `the tfjs "wasm" engine with OpenBLAS products`.
+ */
+export function describeEngine(): string {
+  const engine = currentEngine();
+  if (engine !== 'wasm') return `the tfjs "${engine}" engine`;
+  const blas = blasStatus();
+  return blas.active
+    ? 'the tfjs "wasm" engine with OpenBLAS products'
+    : `the tfjs "wasm" engine with its own products (OpenBLAS off: ${blas.reason})`;
+}
+
 async function selectEngine(forced: string | undefined): Promise<Engine> {
   const candidates: Engine[] = forced ? [requireChoice(ENGINE_VARIABLE, forced, ENGINES)] : [...ENGINES];
   const failures: string[] = [];
@@ -35,7 +49,7 @@ async function selectEngine(forced: string | undefined): Promise<Engine> {
     try {
       await startEngine(engine);
       activeEngine = engine;
-      if (process.env.MODARCH_QUIET !== '1') console.error(`modarch: using the tfjs "${engine}" engine`);
+      if (process.env.MODARCH_QUIET !== '1') console.error(`modarch: using ${describeEngine()}`);
       return engine;
     } catch (error) {
       failures.push(`${engine}: ${(error as Error).message}`);
@@ -52,7 +66,10 @@ async function startEngine(engine: Engine): Promise<void> {
     require('@tensorflow/tfjs-node');
     if (!tf.findBackend('tensorflow')) throw new Error('@tensorflow/tfjs-node is not the native package');
   }
-  if (engine === 'wasm') require('@tensorflow/tfjs-backend-wasm');
+  if (engine === 'wasm') {
+    require('@tensorflow/tfjs-backend-wasm');
+    installBlasProducts();
+  }
   if (!(await tf.setBackend(engine))) throw new Error(`tf.setBackend("${engine}") failed`);
   await tf.ready();
 }

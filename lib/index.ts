@@ -6,6 +6,7 @@ import './kernel-send-queue';
 export * as tf from '@tensorflow/tfjs';
 export * from './errors';
 export * from './engine';
+export * from './blas';
 export * from './random';
 export * from './profiles';
 export * from './progress';

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { blasProductsActive } from './blas';
 
 /*
  * Ops with their own gradients, because the built-in ones are slow on tfjs-backend-wasm 4.22
@@ -17,6 +18,8 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
  * - `tf.split` and `tf.slice` copy the whole input out of the wasm heap once per piece.
  * - Every op costs roughly 10 us of JavaScript besides its arithmetic, and every input an op
  *   saves for its gradient is copied once, so fewer ops make a faster step.
+ * When the products run on OpenBLAS (blas.ts), transposed operands cost nothing and nothing is
+ * packed, so the gradients below pass transpose flags instead of choosing an orientation.
  */
 
 /** Estimated cost, in ns per value, of an explicit transpose on wasm (see above). */
@@ -202,6 +205,11 @@ function transpose2d(x: tf.Tensor2D): tf.Tensor2D {
   return tf.transpose(x) as tf.Tensor2D;
 }
 
+/** Returns a b^T. Shapes: a [n, k], b [m, k] -> [n, m]. */
+function timesTransposed(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return blasProductsActive() ? tf.matMul(a, b, false, true) : tf.matMul(a, transpose2d(b));
+}
+
 /**
  * Returns true when x^T dz is estimated to be cheaper as (dz^T x)^T, which transposes dz and
  * the result and packs x, than directly, which transposes x and packs dz. The flipped form wins
@@ -218,6 +226,7 @@ function flippedIsCheaper(x: tf.Tensor2D, dz: tf.Tensor2D): boolean {
 
 /** Returns x^T dz, the weight gradient of a product x W. Shapes: x [n, in], dz [n, out] -> [in, out]. */
 function weightGradient(x: tf.Tensor2D, dz: tf.Tensor2D): tf.Tensor2D {
+  if (blasProductsActive()) return tf.matMul(x, dz, true, false);
   if (flippedIsCheaper(x, dz)) return transpose2d(tf.matMul(transpose2d(dz), x));
   return tf.matMul(transpose2d(x), dz);
 }
@@ -234,12 +243,12 @@ function weightAndBiasGradients(x: tf.Tensor2D, dz: tf.Tensor2D): [tf.Tensor2D, 
   const rows = x.shape[0];
   const outputs = dz.shape[1];
 
-  if (flippedIsCheaper(x, dz)) {
+  if (!blasProductsActive() && flippedIsCheaper(x, dz)) {
     const dzTransposed = transpose2d(dz);
     return [transpose2d(tf.matMul(dzTransposed, x)), tf.sum(dzTransposed, 1) as tf.Tensor1D];
   }
 
-  const weightGrad = tf.matMul<tf.Tensor2D>(transpose2d(x), dz);
+  const weightGrad = blasProductsActive() ? tf.matMul<tf.Tensor2D>(x, dz, true, false) : tf.matMul<tf.Tensor2D>(transpose2d(x), dz);
   const ones = cachedConstant(`ones/1x${rows}`, () => tf.ones([1, rows])) as tf.Tensor2D;
   return [weightGrad, tf.reshape(tf.matMul(ones, dz), [outputs]) as tf.Tensor1D];
 }
@@ -275,7 +284,7 @@ export const matMul = customOp(([a, b], save) => {
     gradFunc: (dy, saved) => {
       const [savedA, savedB] = saved as tf.Tensor2D[];
       const dz = dy as tf.Tensor2D;
-      return [tf.matMul(dz, transpose2d(savedB)), weightGradient(savedA, dz)];
+      return [timesTransposed(dz, savedB), weightGradient(savedA, dz)];
     },
   };
 }) as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
@@ -295,7 +304,7 @@ function fusedLinear(activation: 'linear' | 'relu') {
         const [savedX, savedWeight, output] = saved as tf.Tensor2D[];
         const dz = (activation === 'relu' ? tf.mul(dy, tf.step(output)) : dy) as tf.Tensor2D;
         const [weightGrad, biasGrad] = weightAndBiasGradients(savedX, dz);
-        return [tf.matMul(dz, transpose2d(savedWeight)), weightGrad, biasGrad];
+        return [timesTransposed(dz, savedWeight), weightGrad, biasGrad];
       },
     };
   }) as (x: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Tensor1D) => tf.Tensor2D;
@@ -373,7 +382,7 @@ export function sumOfProducts(xs: tf.Tensor2D[], weights: tf.Tensor2D[]): tf.Ten
       gradFunc: (dy, saved) => {
         const [savedInputs, savedWeights] = saved as tf.Tensor2D[];
         const dz = dy as tf.Tensor2D;
-        const inputGrads = splitColumns(tf.matMul(dz, transpose2d(savedWeights)), widths);
+        const inputGrads = splitColumns(timesTransposed(dz, savedWeights), widths);
         const weightGrads = splitFlat(weightGradient(savedInputs, dz), weightShapes);
         return [...inputGrads, ...weightGrads];
       },

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { blasProductsActive } from './blas';
 
 /** Gates of an LSTM cell in PyTorch's order: input, forget, candidate (cell input), output. */
 export const GATE_NAMES = ['i', 'f', 'g', 'o'] as const;
@@ -335,7 +336,7 @@ function backwardSequence(dy: tf.Tensor2D, saved: tf.Tensor[], values: tf.Tensor
   const weightOf = (offset: number, gate: GateName) => values[offset + GATE_NAMES.indexOf(gate)] as tf.Tensor2D;
   const hiddenGradients = splitSteps(dy, length);
   // The hidden-state gradient of all four gates is one product with the stacked W_hh^T [4 R units, units].
-  const stackedRecurrent = tf.concat(GATE_NAMES.map((gate) => tf.transpose(weightOf(RECURRENT_WEIGHTS, gate))), 0);
+  const stackedRecurrent = stackTransposed(GATE_NAMES.map((gate) => weightOf(RECURRENT_WEIGHTS, gate)));
 
   // Per gate and step: gradients of the input-to-hidden and hidden-to-hidden parts.
   const inputPartGradients = emptyPerGate();
@@ -421,7 +422,7 @@ function backwardSequence(dy: tf.Tensor2D, saved: tf.Tensor[], values: tf.Tensor
     for (const gate of GATE_NAMES) inputPartGradients[gate][step] = inputGradients[gate];
     if (hasPrevious) {
       for (const gate of GATE_NAMES) recurrentPartGradients[gate][step - 1] = recurrentGradients[gate];
-      carriedHidden = product(tf.concat(GATE_NAMES.map((gate) => recurrentGradients[gate]), 1), stackedRecurrent);
+      carriedHidden = stackedRecurrent.times(tf.concat(GATE_NAMES.map((gate) => recurrentGradients[gate]), 1));
     }
   }
 
@@ -460,13 +461,24 @@ function weightGradients(
   const inputs = values[0] as tf.Tensor2D;
 
   const allInputParts = GATE_NAMES.map((gate) => tf.concat(inputPartGradients[gate], 0));
-  const stackedInput = tf.concat(GATE_NAMES.map((gate) => tf.transpose(weightOf(INPUT_WEIGHTS, gate))), 0);
-  const gradients: tf.Tensor[] = [product(tf.concat(allInputParts, 1), stackedInput)];
-  const transposedInputParts = allInputParts.map((parts) => tf.transpose(parts));
-  for (const transposed of transposedInputParts) gradients.push(tf.transpose(product(transposed, inputs)));
-
+  const stackedInput = stackTransposed(GATE_NAMES.map((gate) => weightOf(INPUT_WEIGHTS, gate)));
+  const gradients: tf.Tensor[] = [stackedInput.times(tf.concat(allInputParts, 1))];
   const previousHiddens = Array.from({ length: length - 1 }, (_, step) => savedAt(saved, step + 1, 'previousHidden'));
   const stackedHiddens = previousHiddens.length > 0 ? tf.concat(previousHiddens, 0) : null;
+  const biasShape = (gate: GateName) => weightOf(layout.biasOffset, gate).shape;
+
+  if (blasProductsActive()) {
+    // OpenBLAS reads transposed operands in place: x^T dz directly, bias sums as products.
+    for (const parts of allInputParts) gradients.push(tf.matMul(inputs, parts, true, false));
+    for (const gate of GATE_NAMES) {
+      gradients.push(stackedHiddens ? tf.matMul(stackedHiddens, tf.concat(recurrentPartGradients[gate], 0), true, false) : tf.zeros([units, columns]));
+    }
+    if (layout.hasBiases) GATE_NAMES.forEach((gate, index) => gradients.push(tf.reshape(columnSums(allInputParts[index]), biasShape(gate))));
+    return gradients;
+  }
+
+  const transposedInputParts = allInputParts.map((parts) => tf.transpose(parts));
+  for (const transposed of transposedInputParts) gradients.push(tf.transpose(product(transposed, inputs)));
   for (const gate of GATE_NAMES) {
     if (!stackedHiddens) {
       gradients.push(tf.zeros([units, columns]));
@@ -478,10 +490,24 @@ function weightGradients(
 
   if (layout.hasBiases) {
     GATE_NAMES.forEach((gate, index) => {
-      gradients.push(tf.reshape(tf.sum(transposedInputParts[index], 1), weightOf(layout.biasOffset, gate).shape));
+      gradients.push(tf.reshape(tf.sum(transposedInputParts[index], 1), biasShape(gate)));
     });
   }
   return gradients;
+}
+
+/**
+ * The gate weights W_g [in, out] stacked as [W_1^T; W_2^T; ...] for products dz W^T, where dz
+ * contains every gate's gradient side by side. On OpenBLAS the weights stay side by side and the
+ * product reads them transposed; otherwise they are transposed once here.
+ */
+function stackTransposed(weights: tf.Tensor2D[]): { times: (gradients: tf.Tensor2D) => tf.Tensor2D } {
+  if (blasProductsActive()) {
+    const sideBySide = tf.concat(weights, 1);
+    return { times: (gradients) => tf.matMul(gradients, sideBySide, false, true) };
+  }
+  const stacked = tf.concat(weights.map((weight) => tf.transpose(weight)), 0);
+  return { times: (gradients) => product(gradients, stacked) };
 }
 
 /** Sums the R blocks of `values` column-wise: [batch, R units] -> [batch, units]. */

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "modarch_blas",
+      "sources": ["blas.c"],
+      "cflags": ["-O3"],
+      "libraries": ["-lopenblas"]
+    }
+  ]
+}
