@@ -36,6 +36,24 @@ interface NativeBlas {
     biasLength: number,
     relu: number,
   ): void;
+  adam(
+    heap: ArrayBuffer,
+    size: number,
+    parameterOffset: number,
+    gradientOffset: number,
+    firstOffset: number,
+    secondOffset: number,
+    parameterOut: number,
+    firstOut: number,
+    secondOut: number,
+    beta1: number,
+    oneMinusBeta1: number,
+    beta2: number,
+    oneMinusBeta2: number,
+    secondCorrection: number,
+    epsilon: number,
+    stepSize: number,
+  ): void;
   setThreads(threads: number): boolean;
 }
 
@@ -94,9 +112,9 @@ function sizeOf(shape: number[]): number {
 }
 
 /**
- * Plans op(a) @ op(b) over broadcast batch dimensions, or returns undefined for what the addon
- * does not handle (empty tensors, batches that broadcast along different axes); tfjs's own
- * kernel then runs, and reports any shape error itself.
+ * Plans op(a) @ op(b) over broadcast batch dimensions. Returns undefined for what the addon does
+ * not handle (empty tensors, batches that broadcast along different axes), so that tfjs's own
+ * kernel runs and reports any shape error itself.
  */
 function planProduct(aShape: number[], bShape: number[], transposeA: boolean, transposeB: boolean): ProductPlan | undefined {
   if (aShape.length < 2 || bShape.length < 2) return undefined;
@@ -200,6 +218,84 @@ function blasFusedMatMul(native: NativeBlas, original: tf.KernelFunc): tf.Kernel
   };
 }
 
+const ADAM_KERNEL = 'ModarchAdam';
+
+/** Settings of one Adam step, as kernel attributes. */
+export interface AdamStepSettings {
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  /** 1 - beta2^t, the second moment's bias correction at step t. */
+  secondCorrection: number;
+  /** learningRate / (1 - beta1^t). */
+  stepSize: number;
+}
+
+/** Wasm kernel of one Adam step over flat float32 tensors: new parameters and moments. */
+function adamKernel(native: NativeBlas): tf.KernelFunc {
+  return ({ inputs, backend, attrs }: KernelArguments) => {
+    const wasm = backend as BackendWasm;
+    const { parameters, gradient, firstMoment, secondMoment } = inputs as Record<string, tf.TensorInfo>;
+    const settings = attrs as unknown as AdamStepSettings;
+    const outputs = [parameters, firstMoment, secondMoment].map((input) => wasm.makeOutput(input.shape, 'float32'));
+    native.adam(
+      (wasm.wasm as unknown as { HEAPU8: Uint8Array }).HEAPU8.buffer as ArrayBuffer,
+      sizeOf(parameters.shape),
+      heapOffset(wasm, parameters),
+      heapOffset(wasm, gradient),
+      heapOffset(wasm, firstMoment),
+      heapOffset(wasm, secondMoment),
+      ...(outputs.map((output) => heapOffset(wasm, output)) as [number, number, number]),
+      settings.beta1,
+      1 - settings.beta1,
+      settings.beta2,
+      1 - settings.beta2,
+      settings.secondCorrection,
+      settings.epsilon,
+      settings.stepSize,
+    );
+    return outputs;
+  };
+}
+
+/**
+ * Runs one Adam step in a single pass of the addon and returns the new parameters, first and
+ * second moments, or undefined when the addon is not in use (the caller then runs tfjs ops).
+ * All four inputs are float32 vectors of one size.
+ */
+export function nativeAdamStep(
+  parameters: tf.Tensor1D,
+  gradient: tf.Tensor1D,
+  firstMoment: tf.Tensor1D,
+  secondMoment: tf.Tensor1D,
+  settings: AdamStepSettings,
+): [tf.Tensor1D, tf.Tensor1D, tf.Tensor1D] | undefined {
+  if (!blasProductsActive() || !tf.getKernel(ADAM_KERNEL, 'wasm')) return undefined;
+  const inputs = [parameters, gradient, firstMoment, secondMoment];
+  if (inputs.some((input) => input.dtype !== 'float32' || input.size !== parameters.size)) return undefined;
+  const attrs = { ...settings } as unknown as tf.NamedAttrMap;
+  return tf.engine().runKernel(ADAM_KERNEL, { parameters, gradient, firstMoment, secondMoment }, attrs) as unknown as [
+    tf.Tensor1D,
+    tf.Tensor1D,
+    tf.Tensor1D,
+  ];
+}
+
+/**
+ * Wasm `Identity` that shares the input's data, as the cpu backend's does, instead of copying
+ * it. tfjs clones every input a gradient function saves, so a training step ran 35-45 copies.
+ * Sharing is safe because tfjs kernels write only into outputs they allocate. In tfjs 4.22 the
+ * cpu backend's `Identity` and the wasm `Reshape` share data the same way.
+ */
+function sharedIdentity(original: tf.KernelFunc): tf.KernelFunc {
+  return (args: KernelArguments) => {
+    const x = args.inputs.x as tf.TensorInfo;
+    if (x.dtype === 'string') return original(args);
+    (args.backend as BackendWasm).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+}
+
 /** Replaces one wasm kernel, keeping its setup function so the original stays usable as a fallback. */
 function replaceKernel(kernelName: string, wrap: (original: tf.KernelFunc) => tf.KernelFunc): void {
   const original = tf.getKernel(kernelName, 'wasm');
@@ -212,7 +308,8 @@ function replaceKernel(kernelName: string, wrap: (original: tf.KernelFunc) => tf
 }
 
 /**
- * Routes the wasm engine's matrix products through OpenBLAS when the addon loads. Call after
+ * Routes the wasm engine's matrix products through OpenBLAS when the addon loads, and adds the
+ * addon's Adam step and a copy-free `Identity`. Call after
  * `@tensorflow/tfjs-backend-wasm` is loaded and before the backend starts. Returns whether the
  * products now run on OpenBLAS.
  */
@@ -221,6 +318,8 @@ export function installBlasProducts(): boolean {
   if (!native) return false;
   replaceKernel('BatchMatMul', (original) => blasBatchMatMul(native, original));
   replaceKernel('_FusedMatMul', (original) => blasFusedMatMul(native, original));
+  replaceKernel('Identity', sharedIdentity);
+  if (!tf.getKernel(ADAM_KERNEL, 'wasm')) tf.registerKernel({ kernelName: ADAM_KERNEL, backendName: 'wasm', kernelFunc: adamKernel(native) });
   return true;
 }
 

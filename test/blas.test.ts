@@ -2,8 +2,9 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { blasProductsActive, blasStatus, BLAS_VARIABLE } from '../lib/blas';
+import { blasProductsActive, blasStatus, BLAS_VARIABLE, nativeAdamStep } from '../lib/blas';
 import { describeEngine, initEngine } from '../lib/engine';
+import { FlatAdam } from '../lib/optimizer';
 import { RandomStream, streamKey } from '../lib/random';
 
 /**
@@ -57,7 +58,7 @@ async function assertSameOnBothBackends(
   });
 }
 
-/** The value and the gradients of sum(f(inputs) * weights) for a fixed random weight. */
+/** Wraps `fn` to return its value and the gradients of sum(fn(inputs) * weights) for fixed random weights. */
 function withGradients(fn: (...inputs: tf.Tensor[]) => tf.Tensor, outputShape: number[]) {
   const weights = randomValues(outputShape);
   return (...inputs: tf.Tensor[]) => {
@@ -124,7 +125,58 @@ describe('OpenBLAS products on the wasm engine', () => {
     assert.throws(() => tf.matMul(tf.zeros([3, 4]), tf.zeros([5, 6])), /inner shapes \(4\) and \(5\)/);
   });
 
-  it('refuse operands outside the heap instead of reading past it', { skip: !blasExpected && 'MODARCH_BLAS=0' }, () => {
+  it('run Adam as the tfjs ops on cpu do', async () => {
+    const size = 1000;
+    const start = randomValues([size]);
+    const gradients = Array.from({ length: 5 }, () => randomValues([size]));
+    const settings = { learningRate: 3e-3, beta1: 0.8, beta2: 0.99, epsilon: 1e-6 };
+
+    const trajectory = async (backend: string) => {
+      await tf.setBackend(backend);
+      const optimizer = new FlatAdam(size, settings);
+      let parameters = tf.tensor1d(start);
+      for (const gradient of gradients) {
+        const gradientTensor = tf.tensor1d(gradient);
+        const updated = optimizer.apply(parameters, gradientTensor);
+        parameters.dispose();
+        gradientTensor.dispose();
+        parameters = updated;
+      }
+      const state = optimizer.state();
+      const result = { parameters: parameters.dataSync() as Float32Array, ...state };
+      parameters.dispose();
+      optimizer.dispose();
+      return result;
+    };
+
+    const expected = await trajectory('cpu');
+    const actual = await trajectory('wasm');
+    for (const key of ['parameters', 'firstMoment', 'secondMoment'] as const) {
+      const error = relativeError(actual[key], expected[key]);
+      assert.ok(error < RELATIVE_TOLERANCE, `Adam ${key}: relative error ${error.toExponential(2)}`);
+    }
+    assert.equal(actual.step, 5);
+
+    await tf.setBackend('wasm');
+    const one = tf.ones([4]) as tf.Tensor1D;
+    assert.equal(nativeAdamStep(one, one, one, one, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, secondCorrection: 1, stepSize: 1 }) !== undefined, blasExpected);
+    assert.equal(nativeAdamStep(one, tf.ones([5]) as tf.Tensor1D, one, one, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, secondCorrection: 1, stepSize: 1 }), undefined);
+  });
+
+  it('clone without copying and keep clones valid', async () => {
+    await tf.setBackend('wasm');
+    const buffers = () => tf.backend().numDataIds();
+    const original = tf.tensor1d([1, 2, 3]);
+    const before = buffers();
+    const copy = tf.clone(original);
+    assert.equal(buffers() - before, blasExpected ? 0 : 1, 'new data buffers for one clone');
+    original.dispose();
+    assert.deepEqual(Array.from(copy.dataSync()), [1, 2, 3]);
+    copy.dispose();
+    assert.equal(buffers(), before - 1, 'data buffers after disposing both');
+  });
+
+  it('reject operands outside the heap', { skip: !blasExpected && 'MODARCH_BLAS=0' }, () => {
     const addon = require(path.join(__dirname, '..', 'lib', 'native', 'build', 'Release', 'modarch_blas.node'));
     const heap = new ArrayBuffer(64 * 4);
     // 4 x 4 times 4 x 4 into offset 60: the result would need 16 floats from 60 in a heap of 64.
@@ -133,7 +185,7 @@ describe('OpenBLAS products on the wasm engine', () => {
     assert.throws(() => addon.gemm(new Float32Array(64), 1, 4, 4, 4, 0, 0, 0, 0, 16, 0, 32, -1, 0, 0), /ArrayBuffer/);
     assert.throws(() => addon.gemm(heap, 1, 4), /15 arguments/);
 
-    // The same call in range computes a product: [I; I] blocks give back B.
+    // The same call in range computes a product: an identity A gives back B.
     const values = new Float32Array(heap);
     for (let i = 0; i < 4; i++) values[i * 4 + i] = 1;
     for (let i = 0; i < 16; i++) values[16 + i] = i + 1;

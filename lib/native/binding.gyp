@@ -3,7 +3,7 @@
     {
       "target_name": "modarch_blas",
       "sources": ["blas.c"],
-      "cflags": ["-O3"],
+      "cflags": ["-O3", "-fno-math-errno"],
       "libraries": ["-lopenblas"]
     }
   ]
