@@ -181,7 +181,10 @@ type ForwardFunction = (inputs: tf.Tensor[], save: tf.GradSaveFunc) => { value: 
 function customOp(forward: ForwardFunction): (...inputs: tf.Tensor[]) => tf.Tensor {
   const wrapped = (...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
-    return forward(args.slice(0, -1) as tf.Tensor[], save);
+    const { value, gradFunc } = forward(args.slice(0, -1) as tf.Tensor[], save);
+    // Free each gradient's temporaries as soon as it is computed, so the allocator reuses their
+    // memory while it is still in cache instead of at the end of the whole step.
+    return { value, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => gradFunc(dy, saved)) };
   };
   return tf.customGrad(wrapped as unknown as Parameters<typeof tf.customGrad>[0]) as (...inputs: tf.Tensor[]) => tf.Tensor;
 }

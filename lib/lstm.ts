@@ -106,7 +106,8 @@ export function runLstmSequence(options: LstmSequenceOptions): LstmSequenceResul
       value: forward.hidden,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const stepCount = length * SAVED_PER_STEP.length;
-        return backwardSequence(dy as tf.Tensor2D, saved.slice(0, stepCount), saved.slice(stepCount), layout);
+        // tidy frees the backward pass's temporaries here rather than at the end of the step.
+        return tf.tidy(() => backwardSequence(dy as tf.Tensor2D, saved.slice(0, stepCount), saved.slice(stepCount), layout));
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (...values: tf.Tensor[]) => tf.Tensor2D;
