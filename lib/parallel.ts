@@ -208,7 +208,7 @@ export class TrainingPool {
 
   private startWorker(): void {
     const child = fork(workerEntry(), [], {
-      execArgv: workerExecArgv(),
+      execArgv: [...workerExecArgv(), ...workerThreadFlags(this.size)],
       env: { ...process.env, MODARCH_QUIET: '1', MODARCH_PROGRESS: 'off', ...this.env },
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -307,6 +307,17 @@ function workerExecArgv(): string[] {
     inherited.push('--import', 'tsx');
   }
   return inherited;
+}
+
+/**
+ * V8 flags for one of `workers` training processes. In an MLP training process, V8's background
+ * threads used about 10% as much CPU time as the main thread (measured with ps). On a spare core
+ * that costs nothing, but when the workers fill every core those threads slow the other
+ * trainings, so `--single-threaded` moves that work onto each worker's main thread. Measured
+ * figures are in docs/benchmarks.md.
+ */
+export function workerThreadFlags(workers: number): string[] {
+  return workers >= os.availableParallelism() ? ['--single-threaded'] : [];
 }
 
 /** Lets an idle worker stop holding the parent's event loop open, and a busy one hold it. */

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as os from 'node:os';
 import { initEngine } from '../lib/engine';
-import { jobName, runTrainingJob, TrainingJob, TrainingPool } from '../lib/parallel';
+import { jobName, runTrainingJob, TrainingJob, TrainingPool, workerThreadFlags } from '../lib/parallel';
 import { Profile } from '../lib/profiles';
 import { RunRecord } from '../lib/train';
 
@@ -42,6 +42,13 @@ describe('TrainingPool', () => {
 
   it('defaults to one worker per core', () => {
     assert.equal(new TrainingPool().size, os.availableParallelism());
+  });
+
+  it('runs V8 single-threaded only when workers fill every core', () => {
+    const cores = os.availableParallelism();
+    assert.deepEqual(workerThreadFlags(cores), ['--single-threaded']);
+    assert.deepEqual(workerThreadFlags(cores + 1), ['--single-threaded']);
+    if (cores > 1) assert.deepEqual(workerThreadFlags(cores - 1), []);
   });
 
   it('matches sequential runs in one process', async () => {

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { requireInteger } from '../errors';
+import { workerThreadFlags } from '../parallel';
 import { Progress, ProgressStyle } from '../progress';
 import { RunSpec, runSpecSteps } from '../run-spec';
 import { ParentMessage, WorkerMessage } from './messages';
@@ -95,7 +96,7 @@ export async function runRunSpecs(runs: RunSpec[], options: SweepRunOptions): Pr
     let alive = 0;
 
     const startWorker = (index: number) => {
-      const child = forkWorker();
+      const child = forkWorker(workerCount);
       let current: RunSpec | null = null;
       let exited = false;
       alive += 1;
@@ -177,11 +178,12 @@ export async function runRunSpecs(runs: RunSpec[], options: SweepRunOptions): Pr
  * Starts a worker process. The worker is the file next to this one with the same extension,
  * so under tsx (tests) the TypeScript source runs and otherwise the compiled JavaScript.
  * Node options of this process are passed on, such as `--import tsx`, except those of the
- * test runner, which would make the worker run as a test.
+ * test runner, which would make the worker run as a test. `workers` is the size of the pool,
+ * which decides the V8 thread flags (see `workerThreadFlags`).
  */
-function forkWorker(): ChildProcess {
+function forkWorker(workers: number): ChildProcess {
   const entry = path.join(__dirname, `worker${path.extname(__filename)}`);
-  const execArgv = process.execArgv.filter((argument) => !argument.startsWith('--test'));
+  const execArgv = [...process.execArgv.filter((argument) => !argument.startsWith('--test')), ...workerThreadFlags(workers)];
   return fork(entry, [], {
     execArgv,
     env: { ...process.env, MODARCH_QUIET: '1', MODARCH_PROGRESS: 'off' },
