@@ -204,6 +204,16 @@ test('invalid spec lists every problem', () => {
       return true;
     },
   );
+
+  // A misspelled task setting is a problem, not a silently ignored option.
+  assert.throws(
+    () => expandSweep({ architectures: ['rnn'], rules: [2], sizes: [16], taskOptions: { rnn: { stateDims: 8 } } }),
+    (caught: SweepSpecError) => {
+      assert.deepEqual(caught.problems.map((problem) => problem.setting), ['rnn task']);
+      assert.match(caught.message, /Invalid rnn task setting name: "stateDims"\. Accepted: one of .*stateDim/);
+      return true;
+    },
+  );
 });
 
 test('cli rejects invalid spec', async () => {

@@ -51,6 +51,17 @@ export interface MhaTaskSettings {
   evalLengths?: number[];
 }
 
+/** Names of every MHA task setting. The type makes the compiler reject a missing or extra name. */
+export const MHA_TASK_SETTINGS: Record<keyof MhaTaskSettings, true> = {
+  mode: true,
+  rules: true,
+  dataSeed: true,
+  ruleProbabilities: true,
+  searchVersion: true,
+  trainLength: true,
+  evalLengths: true,
+};
+
 /** Fields of a task that `mhaTargets` reads. `MhaTask` has them. */
 export interface MhaTargetDefinition {
   mode: TaskMode;

@@ -28,6 +28,9 @@ export interface MlpTaskSettings {
   ruleProbabilities?: number[];
 }
 
+/** Names of every MLP task setting. The type makes the compiler reject a missing or extra name. */
+export const MLP_TASK_SETTINGS: Record<keyof MlpTaskSettings, true> = { mode: true, rules: true, dataSeed: true, ruleProbabilities: true };
+
 /**
  * Creates the MLP rule task. Each sample draws x1, x2 ~ N(0, 1) and a rule c; the input is
  * [x1, x2, onehot(c)] and the regression target is rule c applied to (x1, x2); the

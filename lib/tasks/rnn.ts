@@ -36,6 +36,19 @@ export interface RnnTaskSettings {
   evalLengths?: number[];
 }
 
+/** Names of every RNN task setting. The type makes the compiler reject a missing or extra name. */
+export const RNN_TASK_SETTINGS: Record<keyof RnnTaskSettings, true> = {
+  mode: true,
+  rules: true,
+  dataSeed: true,
+  ruleProbabilities: true,
+  stateDim: true,
+  order: true,
+  readout: true,
+  trainLength: true,
+  evalLengths: true,
+};
+
 /** Upper bound on lengths and sizes, far above the benchmark's values, to catch typos early. */
 const MAX_SIZE = 4096;
 
@@ -279,4 +292,4 @@ export class RnnTask implements Task {
   }
 }
 
-registerTaskFactory('rnn', (settings) => createRnnTask(settings as unknown as RnnTaskSettings));
+registerTaskFactory('rnn', (settings) => createRnnTask(settings as unknown as RnnTaskSettings), Object.keys(RNN_TASK_SETTINGS));
