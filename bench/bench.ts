@@ -266,7 +266,7 @@ async function profileKernels(timing: TfjsTiming, steps: number): Promise<{ kern
 /** Prints a tf.profile breakdown: the largest kernels and the time outside any kernel. */
 function printProfile(name: string, ratio: number, profile: Awaited<ReturnType<typeof profileKernels>>): void {
   const share = (ms: number) => `${((100 * ms) / profile.stepMs).toFixed(0)}%`;
-  const top = profile.kernels.slice(0, 6).map((kernel) => `${kernel.kernel} ${share(kernel.msPerStep)} (${fixed(kernel.callsPerStep, 0)} calls)`);
+  const top = profile.kernels.slice(0, 6).map((kernel) => `${kernel.kernel} ${share(kernel.msPerStep)} (${fixed(kernel.callsPerStep, 0)} ${kernel.callsPerStep === 1 ? 'call' : 'calls'})`);
   const others = profile.kernels.slice(6).reduce((sum, kernel) => sum + kernel.msPerStep, 0);
   const calls = profile.kernels.reduce((sum, kernel) => sum + kernel.callsPerStep, 0);
   console.log(

@@ -113,7 +113,7 @@ function sizeOf(shape: number[]): number {
 
 /**
  * Plans op(a) @ op(b) over broadcast batch dimensions. Returns undefined for what the addon does
- * not handle (empty tensors, batches that broadcast along different axes), so that tfjs's own
+ * not handle (empty outputs, batches that broadcast along different axes), so that tfjs's own
  * kernel runs and reports any shape error itself.
  */
 function planProduct(aShape: number[], bShape: number[], transposeA: boolean, transposeB: boolean): ProductPlan | undefined {
@@ -123,7 +123,7 @@ function planProduct(aShape: number[], bShape: number[], transposeA: boolean, tr
   const m = transposeA ? aColumns : aRows;
   const k = transposeA ? aRows : aColumns;
   const n = transposeB ? bRows : bColumns;
-  if (k !== (transposeB ? bColumns : bRows) || m === 0 || n === 0 || k === 0) return undefined;
+  if (k !== (transposeB ? bColumns : bRows) || m === 0 || n === 0) return undefined;
 
   const aBatchShape = aShape.slice(0, -2);
   const bBatchShape = bShape.slice(0, -2);
@@ -137,7 +137,7 @@ function planProduct(aShape: number[], bShape: number[], transposeA: boolean, tr
   const aBatch = sizeOf(aBatchShape);
   const bBatch = sizeOf(bBatchShape);
   // Each operand is either one matrix for the whole batch or one matrix per product.
-  if ((aBatch !== 1 && aBatch !== batch) || (bBatch !== 1 && bBatch !== batch)) return undefined;
+  if (batch === 0 || (aBatch !== 1 && aBatch !== batch) || (bBatch !== 1 && bBatch !== batch)) return undefined;
   return {
     outShape: [...batchShape, m, n],
     batch,
@@ -169,7 +169,19 @@ function runProduct(
   bias: tf.TensorInfo | undefined,
   relu: boolean,
 ): tf.TensorInfo {
+  const bytes = plan.batch * plan.m * plan.n * Float32Array.BYTES_PER_ELEMENT;
+  if (bytes > MAX_HEAP_BYTES) {
+    throw new Error(
+      `matMul: the output [${plan.outShape}] needs ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the 4 GiB that the wasm engine can address`,
+    );
+  }
   const output = wasm.makeOutput(plan.outShape, 'float32');
+  if (plan.k === 0) {
+    // An empty inner dimension gives zeros (plus bias). tfjs-backend-wasm 4.22 returns
+    // uninitialized memory here, and gemm requires k >= 1.
+    fillEmptyProduct(wasm, output, plan.n, bias, relu);
+    return output;
+  }
   // Read the heap only after the allocation above, which may grow (and so replace) it.
   native.gemm(
     (wasm.wasm as unknown as { HEAPU8: Uint8Array }).HEAPU8.buffer as ArrayBuffer,
@@ -189,6 +201,23 @@ function runProduct(
     relu ? 1 : 0,
   );
   return output;
+}
+
+/** Largest wasm heap tfjs-backend-wasm 4.22 can grow to (its emscripten build's limit). */
+const MAX_HEAP_BYTES = 4294901760;
+
+/** Writes the result of a product with k = 0: the bias in every row (zeros without one), then ReLU. */
+function fillEmptyProduct(wasm: BackendWasm, output: tf.TensorInfo, n: number, bias: tf.TensorInfo | undefined, relu: boolean): void {
+  const values = wasm.typedArrayFromHeap(output) as Float32Array;
+  if (!bias) {
+    values.fill(0);
+    return;
+  }
+  const biasValues = wasm.typedArrayFromHeap(bias) as Float32Array;
+  for (let i = 0; i < values.length; i++) {
+    const value = biasValues.length === 1 ? biasValues[0] : biasValues[i % n];
+    values[i] = relu ? Math.max(value, 0) : value;
+  }
 }
 
 /** Replacement of the wasm `BatchMatMul` kernel. */

@@ -8,7 +8,8 @@ export class SettingError extends Error {
   readonly accepted: string;
 
   constructor(setting: string, value: unknown, accepted: string) {
-    super(`Invalid ${setting}: ${formatValue(value)}. Accepted: ${accepted}.`);
+    // A setting that was never given reads as missing rather than as "Invalid x: undefined".
+    super(value === undefined ? `Missing ${setting}. Accepted: ${accepted}.` : `Invalid ${setting}: ${formatValue(value)}. Accepted: ${accepted}.`);
     this.name = 'SettingError';
     this.setting = setting;
     this.value = value;

@@ -36,12 +36,17 @@ if (result.status === 0) {
 }
 
 const output = `${result.stdout ?? ''}${result.stderr ?? ''}`.trim().split('\n');
+// node-gyp's output ends with many "gyp ERR!" lines of its own, so show the compiler's or
+// linker's error lines, which name the cause.
+const compilerErrors = output.filter((line) => !line.startsWith('gyp ') && /error|cannot find|undefined reference|no such file/i.test(line));
+const details = compilerErrors.length > 0 ? compilerErrors.slice(0, 10) : output.slice(-12);
 const cause = result.error
   ? `node-gyp could not start (${result.error.message}); run this through \`npm run build\`, which puts npm's node-gyp on PATH`
-  : `node-gyp exited with status ${result.status}; its last lines:\n${output.slice(-12).join('\n')}`;
-console.error(
-  `modarch: the OpenBLAS addon was not built: ${cause}\n` +
-    'Training still works, on tfjs\'s own wasm products, about 2-3x slower per step. To build it, install ' +
-    'OpenBLAS with its headers (Debian and Ubuntu: `apt-get install libopenblas-dev`) and run `npm run build`.',
-);
+  : `node-gyp exited with status ${result.status}:\n${details.join('\n')}`;
+const advice =
+  'Check that OpenBLAS and its headers are installed (Debian and Ubuntu: `apt-get install libopenblas-dev`), then run `npm run build`.';
+const consequence = required
+  ? 'MODARCH_REQUIRE_BLAS=1 makes this an error.'
+  : "Training still works, on tfjs's own wasm products, about 2-3x slower per step.";
+console.error(`modarch: the OpenBLAS addon was not built: ${cause}\n${consequence} ${advice}`);
 process.exit(required ? 1 : 0);

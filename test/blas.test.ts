@@ -120,6 +120,25 @@ describe('OpenBLAS products on the wasm engine', () => {
     await assertSameOnBothBackends('ELU (tfjs fallback)', fused('elu'), [[16, 9], [9, 12], [12]]);
   });
 
+  it('handle empty batches and an empty inner dimension', async () => {
+    await tf.setBackend('wasm');
+    const emptyBatch = tf.matMul(tf.zeros([0, 2, 3]), tf.zeros([0, 3, 4]));
+    assert.deepEqual(emptyBatch.shape, [0, 2, 4]);
+    const fusedEmptyBatch = tf.fused.matMul({ a: tf.zeros([0, 2, 3]) as never, b: tf.zeros([0, 3, 4]) as never, bias: tf.ones([4]), activation: 'relu' });
+    assert.deepEqual(fusedEmptyBatch.shape, [0, 2, 4]);
+
+    if (!blasExpected) return; // tfjs-backend-wasm 4.22 returns uninitialized memory for k = 0.
+    const noInner = tf.matMul(tf.zeros([2, 0]), tf.zeros([0, 3]));
+    assert.deepEqual(Array.from(noInner.dataSync()), [0, 0, 0, 0, 0, 0]);
+    const biasOnly = tf.fused.matMul({ a: tf.zeros([2, 0]) as tf.Tensor2D, b: tf.zeros([0, 3]) as tf.Tensor2D, bias: tf.tensor1d([1, -2, 3]), activation: 'relu' });
+    assert.deepEqual(Array.from(biasOnly.dataSync()), [1, 0, 3, 1, 0, 3]);
+  });
+
+  it('reject outputs larger than the wasm heap', { skip: !blasExpected && 'MODARCH_BLAS=0' }, async () => {
+    await tf.setBackend('wasm');
+    assert.throws(() => tf.matMul(tf.ones([40000, 1]), tf.ones([1, 40000])), /output \[40000,40000\] needs 6\.0 GiB, more than the 4 GiB/);
+  });
+
   it('still report mismatched shapes the way tfjs does', async () => {
     await tf.setBackend('wasm');
     assert.throws(() => tf.matMul(tf.zeros([3, 4]), tf.zeros([5, 6])), /inner shapes \(4\) and \(5\)/);
