@@ -30,6 +30,26 @@ static int inside(int64_t offset, int64_t count, int64_t length) {
 }
 
 /*
+ * Reads the heap, the first argument of `name`, into `data` and its length in floats into
+ * `length`. Returns 0 after throwing a JavaScript error when it is not a usable ArrayBuffer.
+ */
+static int read_heap(napi_env env, napi_value value, const char *name, float **data, int64_t *length) {
+  void *bytes_data = NULL;
+  size_t bytes = 0;
+  bool is_buffer = false;
+  napi_is_arraybuffer(env, value, &is_buffer);
+  if (!is_buffer || napi_get_arraybuffer_info(env, value, &bytes_data, &bytes) != napi_ok || bytes_data == NULL) {
+    char message[96];
+    snprintf(message, sizeof message, "%s: the first argument must be the wasm heap's ArrayBuffer", name);
+    napi_throw_error(env, NULL, message);
+    return 0;
+  }
+  *data = (float *)bytes_data;
+  *length = (int64_t)(bytes / sizeof(float));
+  return 1;
+}
+
+/*
  * gemm(heap, batch, m, n, k, transA, transB, aOffset, aStride, bOffset, bStride, cOffset,
  *      biasOffset, biasLength, relu)
  * heap: ArrayBuffer of float32 values. Offsets and strides count floats. A stride of 0 reuses
@@ -44,13 +64,9 @@ static napi_value gemm(napi_env env, napi_callback_info info) {
     return fail(env, "gemm expects 15 arguments");
   }
 
-  void *data = NULL;
-  size_t bytes = 0;
-  bool is_buffer = false;
-  napi_is_arraybuffer(env, argv[0], &is_buffer);
-  if (!is_buffer || napi_get_arraybuffer_info(env, argv[0], &data, &bytes) != napi_ok || data == NULL) {
-    return fail(env, "gemm: the first argument must be the wasm heap's ArrayBuffer");
-  }
+  float *heap = NULL;
+  int64_t length = 0;
+  if (!read_heap(env, argv[0], "gemm", &heap, &length)) return NULL;
 
   int64_t v[ARGUMENTS - 1];
   for (int i = 1; i < ARGUMENTS; i++) {
@@ -65,7 +81,6 @@ static napi_value gemm(napi_env env, napi_callback_info info) {
   if (batch < 1 || m < 1 || n < 1 || k < 1 || m > INT32_MAX || n > INT32_MAX || k > INT32_MAX) {
     return fail(env, "gemm: batch, m, n and k must be positive 32-bit sizes");
   }
-  int64_t length = (int64_t)(bytes / sizeof(float));
   if (!inside(a_offset, (batch - 1) * a_stride + m * k, length) || !inside(b_offset, (batch - 1) * b_stride + k * n, length) ||
       !inside(c_offset, batch * m * n, length)) {
     return fail(env, "gemm: an operand lies outside the heap");
@@ -74,7 +89,6 @@ static napi_value gemm(napi_env env, napi_callback_info info) {
     return fail(env, "gemm: the bias must hold n values or 1 value inside the heap");
   }
 
-  float *heap = (float *)data;
   int lda = trans_a ? (int)m : (int)k;
   int ldb = trans_b ? (int)k : (int)n;
   for (int64_t i = 0; i < batch; i++) {
@@ -114,13 +128,9 @@ static napi_value adam(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != ADAM_ARGUMENTS) {
     return fail(env, "adam expects 16 arguments");
   }
-  void *data = NULL;
-  size_t bytes = 0;
-  bool is_buffer = false;
-  napi_is_arraybuffer(env, argv[0], &is_buffer);
-  if (!is_buffer || napi_get_arraybuffer_info(env, argv[0], &data, &bytes) != napi_ok || data == NULL) {
-    return fail(env, "adam: the first argument must be the wasm heap's ArrayBuffer");
-  }
+  float *heap = NULL;
+  int64_t length = 0;
+  if (!read_heap(env, argv[0], "adam", &heap, &length)) return NULL;
 
   int64_t offsets[8];
   for (int i = 0; i < 8; i++) {
@@ -132,13 +142,11 @@ static napi_value adam(napi_env env, napi_callback_info info) {
   }
 
   int64_t size = offsets[0];
-  int64_t length = (int64_t)(bytes / sizeof(float));
   if (size < 0) return fail(env, "adam: the size must not be negative");
   for (int i = 1; i < 8; i++) {
     if (!inside(offsets[i], size, length)) return fail(env, "adam: an operand lies outside the heap");
   }
 
-  float *heap = (float *)data;
   const float *parameters = heap + offsets[1], *gradient = heap + offsets[2];
   const float *first = heap + offsets[3], *second = heap + offsets[4];
   float *parameters_out = heap + offsets[5], *first_out = heap + offsets[6], *second_out = heap + offsets[7];
