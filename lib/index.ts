@@ -15,6 +15,7 @@ export * from './parameters';
 export * from './optimizer';
 export * from './kernels';
 export * from './tasks/types';
+export * from './tasks/two-input-rules';
 export * from './tasks/mlp';
 export * from './tasks/mha';
 export * from './tasks';

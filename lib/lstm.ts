@@ -498,9 +498,9 @@ function weightGradients(
 }
 
 /**
- * The gate weights W_g [in, out] stacked as [W_1^T; W_2^T; ...] for products dz W^T, where dz
- * contains every gate's gradient side by side. On OpenBLAS the weights stay side by side and the
- * product reads them transposed; otherwise they are transposed once here.
+ * Stacks the gate weights W_g [in, out] as [W_1^T; W_2^T; ...] for products dz W^T, where dz
+ * contains every gate's gradient side by side. On OpenBLAS the weights stay side by side and
+ * the product reads them transposed. Otherwise they are transposed once here.
  */
 function stackTransposed(weights: tf.Tensor2D[]): { times: (gradients: tf.Tensor2D) => tf.Tensor2D } {
   if (blasProductsActive()) {

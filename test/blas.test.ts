@@ -177,9 +177,9 @@ describe('OpenBLAS products on the wasm engine', () => {
     assert.equal(actual.step, 5);
 
     await tf.setBackend('wasm');
-    const one = tf.ones([4]) as tf.Tensor1D;
-    assert.equal(nativeAdamStep(one, one, one, one, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, secondCorrection: 1, stepSize: 1 }) !== undefined, blasExpected);
-    assert.equal(nativeAdamStep(one, tf.ones([5]) as tf.Tensor1D, one, one, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, secondCorrection: 1, stepSize: 1 }), undefined);
+    const fourOnes = tf.ones([4]) as tf.Tensor1D;
+    assert.equal(nativeAdamStep(fourOnes, fourOnes, fourOnes, fourOnes, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, secondCorrection: 1, stepSize: 1 }) !== undefined, blasExpected);
+    assert.equal(nativeAdamStep(fourOnes, tf.ones([5]) as tf.Tensor1D, fourOnes, fourOnes, { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, secondCorrection: 1, stepSize: 1 }), undefined);
   });
 
   it('clone without copying and keep clones valid', async () => {

@@ -1,5 +1,6 @@
 import { requireChoice, requireDistribution, requireInteger, SettingError } from '../errors';
-import { cumulativeOf, RandomStream, streamKey } from '../random';
+import { cumulativeOf, RandomStream } from '../random';
+import { linearTwoInputRule, resolveTwoInputRules, TwoInputRule } from './two-input-rules';
 import { DataBatch, OOD_SCALE, SampleOptions, Task, TaskDescription, TaskMode, TASK_MODES } from './types';
 
 export const SEARCH_VERSIONS = [1, 2] as const;
@@ -18,16 +19,13 @@ export const MHA_TRAIN_LENGTH = 10;
 export const MHA_EVAL_LENGTHS: readonly number[] = [3, 5, 10, 20, 30];
 
 /** A rule of the MHA task: combines the two retrieved values v1, v2 into a real-valued target. */
-export interface MhaRule {
-  name: string;
-  apply: (v1: number, v2: number) => number;
-  /** (a, b) of a linear rule y = a v1 + b v2, absent for custom rules. */
-  coefficients?: [number, number];
-}
+export type MhaRule = TwoInputRule;
+
+const MHA_INPUT_NAMES = ['v1', 'v2'] as const;
 
 /** Returns the linear rule y = a v1 + b v2, the kind of rule the benchmark draws. */
 export function linearMhaRule(a: number, b: number): MhaRule {
-  return { name: `${a.toFixed(3)}*v1 + ${b.toFixed(3)}*v2`, apply: (v1, v2) => a * v1 + b * v2, coefficients: [a, b] };
+  return linearTwoInputRule(a, b, MHA_INPUT_NAMES);
 }
 
 /** Settings of an MHA (search and retrieve) rule task. */
@@ -84,7 +82,7 @@ export function createMhaTask(settings: MhaTaskSettings): MhaTask {
   const mode = requireChoice('mode', settings.mode, TASK_MODES);
   const searchVersion = requireSearchVersion(settings.searchVersion);
   const dataSeed = requireInteger('dataSeed', settings.dataSeed ?? 0, 0);
-  const rules = resolveRules(settings.rules, dataSeed);
+  const rules = resolveTwoInputRules(settings.rules, dataSeed, 'mha-task', MHA_INPUT_NAMES);
   const ruleProbabilities = settings.ruleProbabilities
     ? requireDistribution('ruleProbabilities', settings.ruleProbabilities, rules.length)
     : rules.map(() => 1 / rules.length);
@@ -106,26 +104,6 @@ function requireEvalLengths(value: unknown, trainLength: number): number[] {
     throw new SettingError('evalLengths', value, accepted);
   }
   return [...value];
-}
-
-function resolveRules(rules: MhaTaskSettings['rules'], dataSeed: number): MhaRule[] {
-  if (typeof rules === 'number') {
-    requireInteger('rules', rules, 2, 1024);
-    const stream = new RandomStream(streamKey('mha-task', dataSeed));
-    return Array.from({ length: rules }, () => {
-      const a = stream.normal();
-      const b = stream.normal();
-      return linearMhaRule(a, b);
-    });
-  }
-  if (!Array.isArray(rules) || rules.length < 2) {
-    throw new SettingError('rules', rules, 'an integer >= 2 or a list of at least 2 rule functions');
-  }
-  return rules.map((rule, index) => {
-    if (typeof rule === 'function') return { name: rule.name || `rule ${index}`, apply: rule };
-    if (rule && typeof rule.apply === 'function') return { ...rule, name: rule.name || `rule ${index}` };
-    throw new SettingError(`rules[${index}]`, rule, 'a function (v1, v2) => number or { name, apply }');
-  });
 }
 
 /**

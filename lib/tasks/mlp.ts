@@ -1,18 +1,16 @@
 import { requireDistribution, requireInteger, requireChoice, SettingError } from '../errors';
-import { cumulativeOf, RandomStream, streamKey } from '../random';
+import { cumulativeOf, RandomStream } from '../random';
+import { linearTwoInputRule, resolveTwoInputRules, TwoInputRule } from './two-input-rules';
 import { DataBatch, OOD_SCALE, SampleOptions, Task, TaskDescription, TaskMode, TASK_MODES } from './types';
 
-/** A rule of the MLP task: maps the two input numbers to a real-valued target. */
-export interface MlpRule {
-  name: string;
-  apply: (x1: number, x2: number) => number;
-  /** (a, b) of a linear rule y = a x1 + b x2; absent for custom rules. */
-  coefficients?: [number, number];
-}
+/** A rule of the MLP task: maps the two input numbers (x1, x2) to a real-valued target. */
+export type MlpRule = TwoInputRule;
+
+const MLP_INPUT_NAMES = ['x1', 'x2'] as const;
 
 /** Builds the linear rule y = a x1 + b x2, the kind of rule the benchmark draws. */
 export function linearRule(a: number, b: number): MlpRule {
-  return { name: `${a.toFixed(3)}*x1 + ${b.toFixed(3)}*x2`, apply: (x1, x2) => a * x1 + b * x2, coefficients: [a, b] };
+  return linearTwoInputRule(a, b, MLP_INPUT_NAMES);
 }
 
 /** Settings of an MLP rule task. */
@@ -40,31 +38,11 @@ export const MLP_TASK_SETTINGS: Record<keyof MlpTaskSettings, true> = { mode: tr
 export function createMlpTask(settings: MlpTaskSettings): MlpTask {
   const mode = requireChoice('mode', settings.mode, TASK_MODES);
   const dataSeed = requireInteger('dataSeed', settings.dataSeed ?? 0, 0);
-  const rules = resolveRules(settings.rules, dataSeed);
+  const rules = resolveTwoInputRules(settings.rules, dataSeed, 'mlp-task', MLP_INPUT_NAMES);
   const ruleProbabilities = settings.ruleProbabilities
     ? requireDistribution('ruleProbabilities', settings.ruleProbabilities, rules.length)
     : rules.map(() => 1 / rules.length);
   return new MlpTask(mode, rules, dataSeed, ruleProbabilities);
-}
-
-function resolveRules(rules: MlpTaskSettings['rules'], dataSeed: number): MlpRule[] {
-  if (typeof rules === 'number') {
-    requireInteger('rules', rules, 2, 1024);
-    const stream = new RandomStream(streamKey('mlp-task', dataSeed));
-    return Array.from({ length: rules }, () => {
-      const a = stream.normal();
-      const b = stream.normal();
-      return linearRule(a, b);
-    });
-  }
-  if (!Array.isArray(rules) || rules.length < 2) {
-    throw new SettingError('rules', rules, 'an integer >= 2 or a list of at least 2 rule functions');
-  }
-  return rules.map((rule, index) => {
-    if (typeof rule === 'function') return { name: rule.name || `rule ${index}`, apply: rule };
-    if (rule && typeof rule.apply === 'function') return { ...rule, name: rule.name || `rule ${index}` };
-    throw new SettingError(`rules[${index}]`, rule, 'a function (x1, x2) => number or { name, apply }');
-  });
 }
 
 /** The MLP rule task; see `createMlpTask`. */
